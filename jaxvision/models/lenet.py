@@ -1,0 +1,57 @@
+"""LeNet-5 in the two variants the course shows.
+
+- `lenet5`: the PyTorch-tutorial net (conv 6 and 16 filters 5x5, no padding, max-pool 2 after each,
+  FC 120-84-num_classes, ReLU). On 28x28 input the flattened size is 16*4*4.
+- `lenet5_table`: the table version from the course (conv 20 and 50 filters 5x5 with padding 2,
+  max-pool 2 after each, FC 500-num_classes, ReLU). On 28x28 input the flattened size is 50*7*7.
+
+Source: LeCun et al., "Gradient-based learning applied to document recognition", 1998; the
+PyTorch 60-minute blitz; CS231n / EECS 498 lecture "CNN architectures".
+"""
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class LeNet5(nn.Module):
+    """A LeNet-style network: [conv 5x5 -> ReLU -> max-pool 2] per filter count, then FC layers.
+
+    Input `float32[N, H, W, C]`; returns `(logits float32[N, num_classes], features)` with
+    features "conv1", "conv2", ..., "pre_logits".
+    """
+
+    num_classes: int
+    conv_features: Sequence[int] = (6, 16)
+    hidden_sizes: Sequence[int] = (120, 84)
+    conv_padding: int = 0
+    dropout_rate: float = 0.0
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, images, *, train: bool):
+        features = {}
+        x = images.astype(self.dtype)
+        for index, num_filters in enumerate(self.conv_features, start=1):
+            x = nn.Conv(
+                num_filters,
+                (5, 5),
+                padding=self.conv_padding,
+                dtype=self.dtype,
+                name=f"conv{index}",
+            )(x)
+            x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+            features[f"conv{index}"] = x
+        x = x.reshape((x.shape[0], -1))  # [N, h*w*c]
+        for index, hidden_size in enumerate(self.hidden_sizes, start=1):
+            x = nn.relu(nn.Dense(hidden_size, dtype=self.dtype, name=f"fc{index}")(x))
+            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        features["pre_logits"] = x
+        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x)
+        return logits.astype(jnp.float32), features
+
+
+lenet5 = functools.partial(LeNet5, conv_features=(6, 16), hidden_sizes=(120, 84), conv_padding=0)
+lenet5_table = functools.partial(LeNet5, conv_features=(20, 50), hidden_sizes=(500,), conv_padding=2)
