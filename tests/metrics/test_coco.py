@@ -1,0 +1,228 @@
+"""COCO box evaluation: agreement with pycocotools' COCOeval, hand-built cases, the array front end."""
+
+import contextlib
+import copy
+import io
+
+import numpy as np
+import pytest
+
+from jaxvision.metrics import coco
+
+pycocotools_coco = pytest.importorskip("pycocotools.coco")
+pycocotools_cocoeval = pytest.importorskip("pycocotools.cocoeval")
+
+
+def pycocotools_stats(ground_truth: dict, detections: list) -> np.ndarray:
+    """The 12 numbers of pycocotools' COCOeval (it mutates its inputs, hence the copies)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = pycocotools_coco.COCO()
+        gt.dataset = copy.deepcopy(ground_truth)
+        gt.createIndex()
+        dt = gt.loadRes(copy.deepcopy(detections))
+        evaluator = pycocotools_cocoeval.COCOeval(gt, dt, "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return np.asarray(evaluator.stats)
+
+
+def ours(ground_truth: dict, detections: list) -> np.ndarray:
+    result = coco.coco_evaluate(ground_truth, detections)
+    assert tuple(result) == coco.METRIC_NAMES
+    return np.asarray([result[name] for name in coco.METRIC_NAMES])
+
+
+def random_box(rng, image_size=320.0):
+    # Log-uniform sides give small (< 32^2), medium and large (> 96^2) objects.
+    w, h = np.exp(rng.uniform(np.log(3.0), np.log(220.0), size=2))
+    x, y = rng.uniform(0, image_size - w / 2), rng.uniform(0, image_size - h / 2)
+    return [float(x), float(y), float(w), float(h)]
+
+
+def jitter(rng, bbox, scale):
+    x, y, w, h = bbox
+    dx, dy = rng.normal(0, scale, size=2) * np.array([w, h])
+    sw, sh = np.exp(rng.normal(0, scale, size=2))
+    return [float(x + dx), float(y + dy), float(w * sw), float(h * sh)]
+
+
+def random_dataset(seed: int, *, num_images=7, crowd_fraction=0.15, tie_scores=False):
+    """Random ground truth and detections covering the cases COCOeval treats specially.
+
+    Category 3 has ground truth but no detections, category 9 detections but no ground truth,
+    image 2 no ground truth at all, image 5 more than 100 detections; ground-truth areas differ from
+    w*h (COCO's area is the segment area); some ground truths are crowds; scores may tie.
+    """
+    rng = np.random.default_rng(seed)
+    category_ids = [1, 3, 4, 9]
+    images = [{"id": i} for i in range(1, num_images + 1)]
+    annotations, detections = [], []
+    for image in images:
+        image_id = image["id"]
+        for category_id in (1, 3, 4):
+            if image_id == 2:
+                continue
+            for _ in range(rng.integers(0, 5)):
+                bbox = random_box(rng)
+                crowd = rng.uniform() < crowd_fraction
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": category_id,
+                        "bbox": bbox,
+                        "area": bbox[2] * bbox[3] * float(rng.uniform(0.6, 1.0)),
+                        "iscrowd": int(crowd),
+                    }
+                )
+                if category_id == 3:
+                    continue
+                for _ in range(rng.integers(0, 4) + (3 if crowd else 0)):
+                    detections.append(
+                        {"image_id": image_id, "category_id": category_id, "bbox": jitter(rng, bbox, float(rng.uniform(0.02, 0.15)))}
+                    )
+        num_false = 130 if image_id == 5 else rng.integers(0, 6)
+        for _ in range(num_false):
+            detections.append(
+                {"image_id": image_id, "category_id": int(rng.choice([1, 4, 9])), "bbox": random_box(rng)}
+            )
+    order = rng.permutation(len(detections))
+    detections = [detections[i] for i in order]
+    for detection in detections:
+        score = float(rng.uniform())
+        detection["score"] = round(score, 1) if tie_scores else score
+    ground_truth = {"images": images, "annotations": annotations, "categories": [{"id": c} for c in category_ids]}
+    return ground_truth, detections
+
+
+@pytest.mark.parametrize(
+    "seed,kwargs",
+    [
+        (0, {}),
+        (1, {}),
+        (2, {"crowd_fraction": 0.4}),
+        (3, {"tie_scores": True}),
+        (4, {"num_images": 4, "crowd_fraction": 0.0}),
+    ],
+)
+def test_matches_pycocotools_on_random_datasets(seed, kwargs):
+    ground_truth, detections = random_dataset(seed, **kwargs)
+    assert sum(d["image_id"] == 5 for d in detections) > 100 or kwargs.get("num_images") == 4
+    np.testing.assert_allclose(ours(ground_truth, detections), pycocotools_stats(ground_truth, detections), rtol=0, atol=1e-6)
+
+
+def test_matches_pycocotools_on_exact_thresholds():
+    # IoUs of exactly 0.5 and 0.75 (boxes on integer coordinates): `>=` decides, as in pycocotools.
+    ground_truth = {
+        "images": [{"id": 1}],
+        "categories": [{"id": 1}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 40, 10], "area": 400, "iscrowd": 0}],
+    }
+    detections = [
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 20, 10], "score": 0.9},  # IoU 0.5
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 30, 10], "score": 0.8},  # IoU 0.75
+    ]
+    expected = pycocotools_stats(ground_truth, detections)
+    np.testing.assert_allclose(ours(ground_truth, detections), expected, rtol=0, atol=1e-12)
+    # At 0.5 the first detection is a TP (precision 1); 0.55..0.75 the second at precision 1/2.
+    assert expected[1] == pytest.approx(1.0)
+
+
+def test_hand_built_perfect_and_empty_categories():
+    ground_truth = {
+        "images": [{"id": 7}, {"id": 8}],
+        "categories": [{"id": 1}, {"id": 2}],
+        "annotations": [
+            {"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 10, 50, 50], "area": 2500, "iscrowd": 0},
+            {"id": 2, "image_id": 8, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0},
+        ],
+    }
+    detections = [
+        {"image_id": 7, "category_id": 1, "bbox": [10, 10, 50, 50], "score": 0.5},
+        {"image_id": 8, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.4},
+    ]
+    stats = coco.coco_evaluate(ground_truth, detections)
+    # Category 2 has no ground truth: -1, left out of the means. No large object: APl is -1.
+    assert stats["AP"] == pytest.approx(1.0)
+    assert stats["APs"] == pytest.approx(1.0) and stats["APm"] == pytest.approx(1.0)
+    assert stats["APl"] == -1.0 and stats["ARl"] == -1.0
+    assert stats["AR1"] == pytest.approx(1.0)
+    np.testing.assert_allclose(ours(ground_truth, detections), pycocotools_stats(ground_truth, detections), atol=1e-12)
+
+
+def test_crowd_region_absorbs_detections():
+    # Three detections inside a crowd box: ignored, not false positives (IoU = inter / area(det)).
+    ground_truth = {
+        "images": [{"id": 1}],
+        "categories": [{"id": 1}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 100, 100], "area": 1e4, "iscrowd": 1},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [200, 200, 40, 40], "area": 1600, "iscrowd": 0},
+        ],
+    }
+    detections = [
+        {"image_id": 1, "category_id": 1, "bbox": [10 * i, 10 * i, 20, 20], "score": 0.9 - 0.1 * i} for i in range(3)
+    ] + [{"image_id": 1, "category_id": 1, "bbox": [200, 200, 40, 40], "score": 0.1}]
+    iou = coco.coco_box_iou(np.array([[10.0, 10, 20, 20]]), np.array([[0.0, 0, 100, 100]]), np.array([True]))
+    assert iou[0, 0] == pytest.approx(1.0)
+    stats = coco.coco_evaluate(ground_truth, detections)
+    assert stats["AP"] == pytest.approx(1.0)
+    np.testing.assert_allclose(ours(ground_truth, detections), pycocotools_stats(ground_truth, detections), atol=1e-12)
+
+
+def test_no_detections_gives_zero():
+    ground_truth, _ = random_dataset(0)
+    stats = coco.coco_evaluate(ground_truth, [])
+    assert stats["AP"] == 0.0 and stats["AR100"] == 0.0
+
+
+def test_array_front_end_round_trip():
+    ground_truth, detections = random_dataset(5, crowd_fraction=0.0)
+    category_ids = [c["id"] for c in ground_truth["categories"]]
+    image_ids = [image["id"] for image in ground_truth["images"]]
+    max_gt = 12
+    max_det = 140
+    gt_boxes = np.zeros((len(image_ids), max_gt, 4), np.float32)
+    gt_labels = np.zeros((len(image_ids), max_gt), np.int32)
+    gt_valid = np.zeros((len(image_ids), max_gt), bool)
+    det_boxes = np.zeros((len(image_ids), max_det, 4), np.float32)
+    det_scores = np.zeros((len(image_ids), max_det), np.float32)
+    det_labels = np.zeros((len(image_ids), max_det), np.int32)
+    det_valid = np.zeros((len(image_ids), max_det), bool)
+    for b, image_id in enumerate(image_ids):
+        gts = [a for a in ground_truth["annotations"] if a["image_id"] == image_id]
+        dets = [d for d in detections if d["image_id"] == image_id]
+        for n, a in enumerate(gts):
+            x, y, w, h = a["bbox"]
+            gt_boxes[b, n] = [x, y, x + w, y + h]
+            gt_labels[b, n] = category_ids.index(a["category_id"])
+            gt_valid[b, n] = True
+        for n, d in enumerate(dets):
+            x, y, w, h = d["bbox"]
+            det_boxes[b, n] = [x, y, x + w, y + h]
+            det_scores[b, n] = d["score"]
+            det_labels[b, n] = category_ids.index(d["category_id"])
+            det_valid[b, n] = True
+    gt_dict = coco.create_coco_ground_truth(image_ids, gt_boxes, gt_labels, gt_valid, category_ids=category_ids)
+    det_list = coco.create_coco_detections(
+        image_ids, det_boxes, det_scores, det_labels, det_valid, category_ids=category_ids
+    )
+    assert len(det_list) == len(detections) and len(gt_dict["annotations"]) == len(ground_truth["annotations"])
+    np.testing.assert_allclose(ours(gt_dict, det_list), pycocotools_stats(gt_dict, det_list), atol=1e-6)
+
+
+def test_input_checks():
+    ground_truth, detections = random_dataset(0, num_images=3)
+    with pytest.raises(ValueError, match="categories"):
+        coco.coco_evaluate({"images": [], "annotations": []}, [])
+    with pytest.raises(ValueError, match="image_id 99"):
+        coco.coco_evaluate(ground_truth, [{"image_id": 99, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}])
+    with pytest.raises(ValueError, match="iou_type"):
+        coco.coco_evaluate(ground_truth, detections, iou_type="segm")
+    with pytest.raises(ValueError, match=r"boxes must have shape \[B, N, 4\]"):
+        coco.create_coco_detections([1], np.zeros((1, 2, 5)), np.zeros((1, 2)), np.zeros((1, 2), int),
+                                    np.ones((1, 2), bool), category_ids=[1])
+    with pytest.raises(ValueError, match="valid labels"):
+        coco.create_coco_detections([1], np.zeros((1, 2, 4)), np.zeros((1, 2)), np.full((1, 2), 3),
+                                    np.ones((1, 2), bool), category_ids=[1])
