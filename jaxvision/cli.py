@@ -1,0 +1,221 @@
+"""The `jaxvision` command line.
+
+    jaxvision train [--config=NAME_OR_PATH[:VARIANT]] [--workdir=DIR] [--config.KEY=VALUE ...]
+    jaxvision eval --workdir=DIR [--best | --step=N]
+    jaxvision list
+    jaxvision prepare NAME [--data_dir=DIR]
+
+A config is a Python file with `get_config(arg=None)` returning a locked ConfigDict; NAME looks in
+`./experiments/NAME.py` and then the `experiments/` folder of the jaxvision checkout. Only the
+config file you name is executed (as a script would be); checkpoints, prepared data and results are
+read as arrays and JSON, never unpickled.
+"""
+
+import argparse
+import ast
+import importlib.util
+import json
+import os
+import sys
+
+DEFAULT_CONFIG = "digits_lenet"
+
+
+def experiments_dirs() -> list[str]:
+    """Folders searched for config names: ./experiments, then the checkout's experiments/."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    candidates = [os.path.join(os.getcwd(), "experiments"), os.path.join(package_root, "experiments")]
+    unique = []
+    for folder in candidates:
+        if os.path.isdir(folder) and folder not in unique:
+            unique.append(folder)
+    return unique
+
+
+def list_configs() -> list[str]:
+    """Config names found in the experiments folders (files with a get_config, not bench_*)."""
+    names = set()
+    for folder in experiments_dirs():
+        for file_name in os.listdir(folder):
+            if file_name.endswith(".py") and not file_name.startswith(("bench_", "_")):
+                with open(os.path.join(folder, file_name)) as f:
+                    if "def get_config" in f.read():
+                        names.add(file_name[:-3])
+    return sorted(names)
+
+
+def resolve_config_path(name_or_path: str) -> str:
+    """The file for a config name or path; ValueError listing known names otherwise."""
+    if name_or_path.endswith(".py") or os.sep in name_or_path:
+        if not os.path.isfile(name_or_path):
+            raise ValueError(f"config file {name_or_path!r} does not exist")
+        return name_or_path
+    for folder in experiments_dirs():
+        path = os.path.join(folder, f"{name_or_path}.py")
+        if os.path.isfile(path):
+            return path
+    raise ValueError(f"unknown config {name_or_path!r}; valid names: {', '.join(list_configs()) or '(none found)'}")
+
+
+def load_config(spec: str):
+    """Load `NAME_OR_PATH[:VARIANT]` by running its `get_config(VARIANT)`."""
+    name_or_path, _, variant = spec.partition(":")
+    path = resolve_config_path(name_or_path)
+    module_spec = importlib.util.spec_from_file_location(f"jaxvision_config_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"config file {path!r} has no get_config()")
+    return module.get_config(variant or None)
+
+
+def _parse_value(text: str, current):
+    if isinstance(current, bool):
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ValueError(f"expected a boolean, got {text!r}")
+    if isinstance(current, (int, float)) and not isinstance(current, bool):
+        value = ast.literal_eval(text)
+        if isinstance(current, int) and not isinstance(value, int):
+            raise ValueError(f"expected an int, got {text!r}")
+        return type(current)(value)
+    if isinstance(current, (tuple, list)):
+        value = ast.literal_eval(text)
+        return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    return text  # strings and placeholders
+
+
+def apply_overrides(config, overrides: list[str]):
+    """Apply `KEY=VALUE` (dotted keys) to `config`; unknown keys fail listing the valid ones."""
+    for override in overrides:
+        key, separator, text = override.partition("=")
+        if not separator:
+            raise ValueError(f"override {override!r} must look like --config.KEY=VALUE")
+        node = config
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            valid = sorted(node.keys())
+            if part not in valid:
+                where = ".".join(parts[:depth]) or "config"
+                raise ValueError(f"unknown config key {key!r}: {where} has no {part!r}; valid keys: {', '.join(valid)}")
+            if depth < len(parts) - 1:
+                node = node[part]
+        current = node[parts[-1]]
+        try:
+            value = _parse_value(text, current)
+        except (ValueError, SyntaxError) as error:
+            raise ValueError(f"bad value for config key {key!r}: {error}") from None
+        node[parts[-1]] = value  # A locked ConfigDict accepts new values for existing keys.
+    return config
+
+
+def _split_config_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    overrides, rest = [], []
+    for argument in argv:
+        if argument.startswith("--config."):
+            overrides.append(argument[len("--config."):])
+        else:
+            rest.append(argument)
+    return rest, overrides
+
+
+def _configure_platform():
+    # Keep noisy, harmless library logs out of the terminal.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+
+
+def command_train(args, overrides) -> int:
+    from jaxvision.trainers import classification
+
+    config = apply_overrides(load_config(args.config), overrides)
+    workdir = args.workdir or os.path.join("workdirs", config.name)
+    print(f"training {config.name} in {workdir}", flush=True)
+    results = classification.train_and_evaluate(config, workdir)
+    summary = {k: results[k] for k in sorted(results) if k.startswith("test_")}
+    print(json.dumps(summary, indent=2))
+    print(
+        f"test accuracy {results['test_accuracy']:.4f} after {results['num_steps']} steps "
+        f"in {results['wall_time_seconds']:.1f} s; results in {os.path.join(workdir, 'results.json')}"
+    )
+    return 0
+
+
+def command_eval(args, overrides) -> int:
+    from jaxvision.trainers import classification
+
+    if overrides:
+        raise ValueError("eval takes no --config.* overrides; it reads the workdir's config.json")
+    results = classification.evaluate_workdir(args.workdir, step=args.step, use_best=args.best)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def command_list(args, overrides) -> int:
+    del args, overrides
+    from jaxvision import models
+    from jaxvision.data import tfds as datasets
+
+    print("models:   " + ", ".join(models.list_models()))
+    print("datasets: " + ", ".join(datasets.list_datasets()))
+    print("configs:  " + ", ".join(list_configs()))
+    return 0
+
+
+def command_prepare(args, overrides) -> int:
+    del overrides
+    from jaxvision.data import tfds as datasets
+
+    builder = datasets.prepare_dataset(args.name, data_dir=args.data_dir, download=True)
+    print(f"{args.name} prepared in {builder.data_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxvision", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command")
+    train = commands.add_parser("train", help="train a config (default: LeNet-5 on the embedded digits)")
+    train.add_argument("--config", default=DEFAULT_CONFIG, help="NAME_OR_PATH[:VARIANT], e.g. digits_lenet:smoke")
+    train.add_argument("--workdir", default=None, help="output folder (default: workdirs/<config name>)")
+    train.set_defaults(handler=command_train)
+    evaluate = commands.add_parser("eval", help="evaluate a trained workdir on the test split")
+    evaluate.add_argument("--workdir", required=True)
+    evaluate.add_argument("--step", type=int, default=None, help="a specific checkpoint step")
+    evaluate.add_argument("--best", action="store_true", help="use the best checkpoint instead of the latest")
+    evaluate.set_defaults(handler=command_eval)
+    listing = commands.add_parser("list", help="list models, data sets and configs")
+    listing.set_defaults(handler=command_list)
+    prepare = commands.add_parser("prepare", help="download and prepare a data set (needs network for tfds ones)")
+    prepare.add_argument("name")
+    prepare.add_argument("--data_dir", default=None)
+    prepare.set_defaults(handler=command_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    rest, overrides = _split_config_overrides(argv)
+    if not rest or (rest[0].startswith("-") and rest[0] not in ("-h", "--help")):
+        rest = ["train", *rest]  # `jaxvision` alone, or options only, means `jaxvision train`.
+    args = build_parser().parse_args(rest)
+    _configure_platform()
+    from jaxvision.trainers.classification import NonFiniteLossError, TrainingInterrupted
+    from jaxvision.data.tfds import DatasetNotPreparedError
+
+    try:
+        return args.handler(args, overrides)
+    except TrainingInterrupted as interrupted:
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, DatasetNotPreparedError, NonFiniteLossError) as error:
+        print(f"jaxvision {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,436 @@
+"""Image classification: the train step, the eval step and `train_and_evaluate`.
+
+    results = train_and_evaluate(config, workdir)
+
+reads as a list of named calls: data, model, optimizer, state, checkpoint restore, the loop
+(steps, logging, evaluation, checkpoints), results. Each piece is importable and tested alone.
+
+Randomness: one root key from `config.seed`, split by purpose with `fold_in` (init, train); the
+step key is `fold_in(train_key, state.step)`, so no RNG lives in the state and a resumed run draws
+the same dropout masks. The data order comes from the grain pipeline seeded with `config.seed`.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxvision import models
+from jaxvision.data import pipeline
+from jaxvision.data import tfds as datasets
+from jaxvision.metrics import classification as metrics_lib
+from jaxvision.training import checkpoint as checkpoint_lib
+from jaxvision.training import fingerprint, optimizers, sharding
+from jaxvision.training import logging as logging_lib
+from jaxvision.training.state import TrainState, create_train_state, parameter_count
+
+logger = logging.getLogger(__name__)
+
+INIT_PURPOSE, TRAIN_PURPOSE = 0, 1
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the step."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGTERM/SIGINT arrived; a checkpoint of the current step was saved before raising."""
+
+
+def check_batch(batch: dict, *, image_shape: tuple[int, ...], num_classes: int) -> None:
+    """Host-side checks of a numpy batch before it goes to the devices.
+
+    Raises:
+      ValueError/TypeError naming the offending entry: wrong image rank, shape or dtype, labels
+      that are not integers or fall outside `[0, num_classes)`.
+    """
+    images, labels = batch["image"], batch["label"]
+    if images.ndim != 4:
+        raise ValueError(f"batch['image'] must have shape [B, H, W, C], got {images.shape}")
+    if tuple(images.shape[1:]) != tuple(image_shape):
+        raise ValueError(f"batch['image'] must have per-image shape {tuple(image_shape)}, got {images.shape[1:]}")
+    if not np.issubdtype(images.dtype, np.floating):
+        raise TypeError(f"batch['image'] must be floating point (normalized), got {images.dtype}")
+    if labels.shape != images.shape[:1]:
+        raise ValueError(f"batch['label'] must have shape [{images.shape[0]}], got {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"batch['label'] must be integers, got {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"batch['label'] must be in [0, {num_classes}), got values in [{labels.min()}, {labels.max()}]"
+        )
+
+
+def _check_traced_shapes(images, labels) -> None:
+    # Static facts only, so it costs nothing under jit.
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape [B, H, W, C], got {images.shape}")
+    if labels.shape != images.shape[:1]:
+        raise ValueError(f"labels must have shape [{images.shape[0]}], got {labels.shape}")
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise TypeError(f"labels must be integers, got {labels.dtype}")
+
+
+def cross_entropy(logits, labels, *, label_smoothing: float = 0.0):
+    """Per-example softmax cross-entropy `float32[N]` with optional label smoothing (Szegedy 2016)."""
+    targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
+    if label_smoothing > 0:
+        targets = optax.smooth_labels(targets, label_smoothing)
+    return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def make_train_step(config):
+    """`train_step(state, batch, train_key) -> (state, metrics)`, to be jitted with state donated.
+
+    Uses `config.label_smoothing`, `config.optimizer.l2_regularization` and `config.ema_decay`.
+    `metrics` is a dict of `(sum, count)` pairs (see `jaxvision.metrics.classification`).
+    """
+    label_smoothing = float(config.label_smoothing)
+    l2_strength = float(config.optimizer.l2_regularization)
+    ema_decay = float(config.ema_decay)
+
+    def train_step(state: TrainState, batch: dict, train_key):
+        images, labels = batch["image"], batch["label"]
+        _check_traced_shapes(images, labels)
+        step_key = jax.random.fold_in(train_key, state.step)
+        dropout_key, drop_path_key = jax.random.split(step_key)
+
+        def loss_fn(params):
+            (logits, _), updates = state.apply_fn(
+                {"params": params, "batch_stats": state.batch_stats},
+                images,
+                train=True,
+                rngs={"dropout": dropout_key, "drop_path": drop_path_key},
+                mutable=["batch_stats"],
+            )
+            per_example = cross_entropy(logits, labels, label_smoothing=label_smoothing)
+            loss = jnp.mean(per_example)
+            if l2_strength > 0:
+                loss = loss + l2_strength * optimizers.l2_penalty(params)
+            return loss, (logits, per_example, updates)
+
+        (_, (logits, per_example, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        param_updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, param_updates)
+        ema_params = state.ema_params
+        if ema_params is not None:
+            ema_params = optax.incremental_update(params, ema_params, step_size=1.0 - ema_decay)
+        new_state = state.replace(
+            step=state.step + 1,
+            params=params,
+            batch_stats=updates.get("batch_stats", state.batch_stats),
+            opt_state=opt_state,
+            ema_params=ema_params,
+        )
+        metrics = metrics_lib.classification_metrics(logits, labels, per_example)
+        return new_state, metrics
+
+    return train_step
+
+
+def make_eval_step():
+    """`eval_step(apply_fn, params, batch_stats, batch) -> metrics` with padding masked out."""
+
+    def eval_step(apply_fn, params, batch_stats, batch):
+        images, labels = batch["image"], batch["label"]
+        _check_traced_shapes(images, labels)
+        logits, _ = apply_fn({"params": params, "batch_stats": batch_stats}, images, train=False)
+        per_example = cross_entropy(logits, labels)
+        return metrics_lib.classification_metrics(logits, labels, per_example, batch.get("mask"))
+
+    return eval_step
+
+
+@dataclasses.dataclass
+class Experiment:
+    """Everything `train_and_evaluate` builds before the loop; also used by `evaluate_workdir`."""
+
+    config: Any
+    spec: datasets.DatasetSpec
+    model: Any
+    mesh: Any
+    state: TrainState
+    mean: np.ndarray
+    std: np.ndarray
+    steps_per_epoch: int
+    num_steps: int
+    train_key: Any
+
+
+def _validate_config(config) -> None:
+    if config.batch_size < 1:
+        raise ValueError(f"config.batch_size must be positive, got {config.batch_size}")
+    if not 0.0 <= config.label_smoothing < 1.0:
+        raise ValueError(f"config.label_smoothing must be in [0, 1), got {config.label_smoothing}")
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise ValueError(f"config.ema_decay must be in [0, 1), got {config.ema_decay}")
+
+
+def build_experiment(config) -> Experiment:
+    """Data statistics, model, optimizer and the replicated initial state for `config`."""
+    _validate_config(config)
+    spec = datasets.get_dataset_spec(config.dataset.name)
+    data_dir = config.dataset.data_dir or None
+    mean, std = datasets.normalization_stats(config.dataset.name, data_dir=data_dir, download=config.dataset.download)
+    train_size = len(datasets.load_data_source(config.dataset.name, spec.train_split, data_dir=data_dir))
+    mesh = sharding.make_mesh(config.num_devices)
+    if config.batch_size % mesh.size:
+        raise ValueError(f"config.batch_size={config.batch_size} must be divisible by the {mesh.size} devices")
+    steps_per_epoch = pipeline.steps_per_epoch(train_size, config.batch_size)
+    if steps_per_epoch < 1:
+        raise ValueError(f"config.batch_size={config.batch_size} exceeds the training set size {train_size}")
+    num_steps = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * steps_per_epoch
+    dtype = jnp.bfloat16 if config.mixed_precision else jnp.float32
+    model = models.create_model(config.model, num_classes=spec.num_classes, dtype=dtype, **config.model_kwargs)
+    schedule = optimizers.make_learning_rate_schedule(
+        config, steps_per_epoch=steps_per_epoch, num_steps=num_steps, global_batch_size=config.batch_size
+    )
+    tx = optimizers.make_optimizer(config, schedule)
+    root_key = jax.random.key(config.seed)
+    init_key = jax.random.fold_in(root_key, INIT_PURPOSE)
+    train_key = jax.random.fold_in(root_key, TRAIN_PURPOSE)
+    create = jax.jit(
+        lambda key: create_train_state(key, model, tx, spec.image_shape, use_ema=config.ema_decay > 0),
+        out_shardings=sharding.replicated_sharding(mesh),
+    )
+    state = create(init_key)
+    return Experiment(config, spec, model, mesh, state, mean, std, steps_per_epoch, num_steps, train_key)
+
+
+def evaluate(experiment: Experiment, state: TrainState, *, use_ema: bool = False, eval_fn=None) -> dict[str, float]:
+    """Metrics of `state` (or its EMA parameters) over the whole test split."""
+    config = experiment.config
+    eval_fn = eval_fn or jax.jit(make_eval_step(), static_argnums=0)
+    batch_size = -(-config.eval_batch_size // experiment.mesh.size) * experiment.mesh.size
+    source = datasets.load_data_source(config.dataset.name, experiment.spec.test_split, data_dir=config.dataset.data_dir or None)
+    iterator = pipeline.make_eval_iterator(
+        source, global_batch_size=batch_size, mean=experiment.mean, std=experiment.std,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+    )
+    params = state.ema_params if use_ema else state.params
+    total = None
+    for batch in iterator:
+        total = metrics_lib.merge(total, eval_fn(state.apply_fn, params, state.batch_stats, sharding.shard_batch(batch, experiment.mesh)))
+    return metrics_lib.finalize(total)
+
+
+class _SignalCatcher:
+    """Turns SIGTERM/SIGINT into a flag the loop checks after each step (main thread only)."""
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        del frame
+        if self.received is not None:  # A second signal: stop now.
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _host_metrics(step_metrics: list[dict]) -> tuple[dict[str, float], np.ndarray]:
+    """Sum a list of per-step metrics dicts on the host; also return each step's mean loss."""
+    host = jax.device_get(step_metrics)
+    losses = np.asarray([m["loss"][0] / max(m["loss"][1], 1e-12) for m in host])
+    totals = {name: (sum(m[name][0] for m in host), sum(m[name][1] for m in host)) for name in host[0]}
+    return {name: float(s / max(c, 1e-12)) for name, (s, c) in totals.items()}, losses
+
+
+def write_json(path: str, payload: dict) -> None:
+    """Write JSON atomically (a killed run never leaves a truncated file)."""
+    if jax.process_index() != 0:
+        return
+    with open(path + ".tmp", "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
+def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> dict:
+    """Train `config` in `workdir`, resuming from its newest valid checkpoint; return the results.
+
+    Writes `config.json`, `metrics.jsonl`, TensorBoard events, `learning_curves.png`, checkpoints
+    under `checkpoints/`, and `results.json` (final metrics, steps, wall time, params_fingerprint).
+
+    Raises:
+      NonFiniteLossError: naming the first step whose loss was NaN/inf (earlier checkpoints stay).
+      TrainingInterrupted: on SIGTERM/SIGINT, after saving a checkpoint of the current step.
+    """
+    start_time = time.perf_counter()
+    os.makedirs(workdir, exist_ok=True)
+    write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+    experiment = build_experiment(config)
+    mesh = experiment.mesh
+    checkpointer = checkpoint_lib.Checkpointer(
+        os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
+        best_metric=config.checkpoint.best_metric or None, best_mode=config.checkpoint.best_mode,
+    )
+    state = experiment.state
+    abstract_state = jax.eval_shape(lambda s: s, state)
+    abstract_state = jax.tree.map(
+        lambda leaf, arr: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=arr.sharding), abstract_state, state
+    )
+    restored = checkpointer.restore(abstract_state)
+    data_state = None
+    if restored is not None:
+        state, data_state, restored_step = restored
+        logger.info("resumed from step %d in %s", restored_step, checkpointer.directory)
+
+    source = datasets.load_data_source(config.dataset.name, experiment.spec.train_split, data_dir=config.dataset.data_dir or None)
+    train_iterator = pipeline.make_train_iterator(
+        source, global_batch_size=config.batch_size, num_steps=experiment.num_steps, seed=config.seed,
+        mean=experiment.mean, std=experiment.std, process_index=jax.process_index(),
+        process_count=jax.process_count(), worker_count=config.dataset.worker_count,
+    )
+    if data_state is not None:
+        train_iterator.set_state(data_state)
+
+    train_step = jax.jit(make_train_step(config), donate_argnums=0)
+    eval_fn = jax.jit(make_eval_step(), static_argnums=0)
+    step = int(jax.device_get(state.step))
+    run_logger = logging_lib.RunLogger(workdir, total_steps=experiment.num_steps, initial_step=step, show_progress=show_progress)
+    if step == 0:
+        run_logger.message(
+            f"{config.model}: {parameter_count(state.params):,} parameters, {experiment.num_steps} steps "
+            f"({experiment.steps_per_epoch}/epoch) on {mesh.size} device(s) [{jax.devices()[0].platform}]"
+        )
+
+    def save(current_step, metrics=None):
+        checkpointer.save(current_step, state, train_iterator.get_state(), metrics)
+
+    def run_evaluations(current_step) -> dict[str, float]:
+        results = {}
+        test_metrics = evaluate(experiment, state, eval_fn=eval_fn)
+        run_logger.write(current_step, "test", test_metrics)
+        results.update({f"test_{k}": v for k, v in test_metrics.items()})
+        if state.ema_params is not None:
+            ema_metrics = evaluate(experiment, state, use_ema=True, eval_fn=eval_fn)
+            run_logger.write(current_step, "test_ema", ema_metrics)
+            results.update({f"test_ema_{k}": v for k, v in ema_metrics.items()})
+        return results
+
+    pending: list[dict] = []
+    window_start, window_images = time.perf_counter(), 0
+    eval_every = config.eval_every_steps or experiment.steps_per_epoch
+    last_eval: dict[str, float] = {}
+
+    def flush_train_metrics(current_step):
+        nonlocal window_start, window_images
+        if not pending:
+            return
+        train_metrics, losses = _host_metrics(pending)
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size:
+            bad_step = current_step - len(pending) + int(bad[0]) + 1
+            raise NonFiniteLossError(
+                f"training loss is {losses[bad[0]]} at step {bad_step}; stopping. The last good "
+                f"checkpoint stays in {checkpointer.directory} (steps {checkpointer.all_steps()})."
+            )
+        elapsed = time.perf_counter() - window_start
+        train_metrics["images_per_second"] = window_images / max(elapsed, 1e-9)
+        run_logger.write(current_step, "train", train_metrics)
+        run_logger.advance(len(pending), {k: train_metrics[k] for k in ("loss", "accuracy", "images_per_second")})
+        pending.clear()
+        window_start, window_images = time.perf_counter(), 0
+
+    try:
+        with _SignalCatcher() as signals:
+            for batch in train_iterator:
+                if step >= experiment.num_steps:
+                    break
+                check_batch(batch, image_shape=experiment.spec.image_shape, num_classes=experiment.spec.num_classes)
+                state, metrics = train_step(state, sharding.shard_batch(batch, mesh), experiment.train_key)
+                pending.append(metrics)
+                step += 1
+                window_images += config.batch_size
+                is_last = step == experiment.num_steps
+                if len(pending) >= config.log_every_steps or is_last or signals.received is not None:
+                    flush_train_metrics(step)
+                if step % eval_every == 0 or is_last:
+                    flush_train_metrics(step)
+                    last_eval = run_evaluations(step)
+                    if config.checkpoint.every_steps == 0 or is_last:
+                        save(step, last_eval)
+                if config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0 and not is_last:
+                    flush_train_metrics(step)  # Never checkpoint parameters from a NaN loss.
+                    save(step, last_eval if step % eval_every == 0 else None)
+                if signals.received is not None:
+                    save(step)
+                    checkpointer.wait()
+                    raise TrainingInterrupted(
+                        f"signal {signals.received} at step {step}; checkpoint saved in {checkpointer.directory}"
+                    )
+    finally:
+        run_logger.close()
+        checkpointer.wait()
+
+    if not last_eval:  # Resumed a finished run: evaluate what was restored.
+        last_eval = run_evaluations(step)
+    checkpointer.close()
+    plot_path = logging_lib.plot_learning_curves(workdir)
+    results = {
+        "config": config.name,
+        "model": config.model,
+        "dataset": config.dataset.name,
+        "num_steps": step,
+        "num_devices": mesh.size,
+        "wall_time_seconds": time.perf_counter() - start_time,
+        "params_fingerprint": fingerprint.params_fingerprint(state.params),
+        "parameter_count": parameter_count(state.params),
+        "best_checkpoint_step": checkpointer.best_step(),
+        "learning_curves": plot_path,
+        **last_eval,
+    }
+    write_json(os.path.join(workdir, "results.json"), results)
+    return results
+
+
+def evaluate_workdir(workdir: str, *, step: int | None = None, use_best: bool = False) -> dict[str, float]:
+    """Evaluate a trained workdir's checkpoint (latest, best, or `step`) on the test split.
+
+    Reads `workdir/config.json` (JSON: nothing is executed) and the Orbax checkpoint.
+    """
+    import ml_collections
+
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"{config_path} not found: is {workdir!r} a jaxvision training workdir?")
+    with open(config_path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    experiment = build_experiment(config)
+    checkpointer = checkpoint_lib.Checkpointer(
+        os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
+        best_metric=config.checkpoint.best_metric or None, best_mode=config.checkpoint.best_mode,
+    )
+    if use_best and step is None:
+        step = checkpointer.best_step()
+    abstract_state = jax.tree.map(
+        lambda arr: jax.ShapeDtypeStruct(arr.shape, arr.dtype, sharding=arr.sharding), experiment.state
+    )
+    restored = checkpointer.restore(abstract_state, step, with_data=False)
+    if restored is None:
+        raise FileNotFoundError(f"no checkpoint in {checkpointer.directory}")
+    state, _, restored_step = restored
+    results = {"step": restored_step, **{f"test_{k}": v for k, v in evaluate(experiment, state).items()}}
+    if state.ema_params is not None:
+        results.update({f"test_ema_{k}": v for k, v in evaluate(experiment, state, use_ema=True).items()})
+    checkpointer.close()
+    return results

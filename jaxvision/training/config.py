@@ -1,0 +1,65 @@
+"""The classification config schema: every key a training config has, with its default.
+
+Experiment files under `experiments/` call `classification_config()`, override what differs, and
+return `config.lock()`ed, so a misspelled `--config.KEY=VALUE` fails and lists the valid keys.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def classification_config() -> ml_collections.ConfigDict:
+    """Defaults for `jaxvision.trainers.classification.train_and_evaluate` (unlocked)."""
+    config = ml_collections.ConfigDict()
+    config.name = "classification"
+    config.seed = 0
+    config.model = "lenet5"
+    config.model_kwargs = ml_collections.ConfigDict()
+    config.dataset = ml_collections.ConfigDict(
+        {
+            "name": "embedded_digits",
+            "data_dir": config_dict.placeholder(str),  # None: tfds's default (~/tensorflow_datasets)
+            "download": False,  # Never touch the network unless asked.
+            "worker_count": 0,  # grain worker processes; 0 reads in the main process
+        }
+    )
+    config.batch_size = 128  # global, over all devices and processes
+    config.eval_batch_size = 500
+    config.num_epochs = 10
+    config.num_train_steps = 0  # > 0 overrides num_epochs
+    config.optimizer = ml_collections.ConfigDict(
+        {
+            "name": "adamw",  # sgd | momentum | nesterov | adagrad | rmsprop | adam | adamw
+            "learning_rate": 1e-3,
+            "linear_scaling_base_batch_size": 0,  # > 0: lr *= batch_size / this (Goyal et al.)
+            "schedule": "cosine",  # constant | step | cosine
+            "warmup_epochs": 0.0,
+            "decay_epochs": (30, 60),  # step schedule
+            "decay_factor": 0.1,  # step schedule
+            "end_learning_rate_factor": 0.0,  # cosine: final lr = this * peak
+            "momentum": 0.9,
+            "beta1": 0.9,
+            "beta2": 0.999,
+            "eps": 1e-8,
+            "rms_decay": 0.9,
+            "weight_decay": 0.0,  # decoupled, kernels only
+            "l2_regularization": 0.0,  # explicit 0.5 * l2 * ||w||^2 in the loss, kernels only
+            "grad_clip_norm": 0.0,  # 0: off
+            "grad_accumulation_steps": 1,
+        }
+    )
+    config.label_smoothing = 0.0
+    config.ema_decay = 0.0  # > 0 keeps an EMA of the parameters, evaluated alongside
+    config.mixed_precision = False  # bf16 compute, float32 params/BatchNorm stats/logits/loss
+    config.num_devices = 0  # 0: all devices
+    config.log_every_steps = 50
+    config.eval_every_steps = 0  # 0: once per epoch
+    config.checkpoint = ml_collections.ConfigDict(
+        {
+            "every_steps": 0,  # 0: at each evaluation
+            "keep": 3,
+            "best_metric": "test_accuracy",  # "" to keep only the latest
+            "best_mode": "max",
+        }
+    )
+    return config

@@ -1,0 +1,71 @@
+"""The train state: one pytree holding everything a step changes.
+
+`TrainState` = (step, params, batch_stats, opt_state, ema_params). The model's `apply` and the
+optax transformation are static fields, so the state is a valid `jax.jit` argument and Orbax saves
+only arrays. No RNG lives in the state: step keys are `fold_in(train_key, step)`.
+"""
+
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class TrainState(flax.struct.PyTreeNode):
+    """Training state of a linen model.
+
+    Attributes:
+      step: int32 scalar, the number of train steps taken.
+      params: the model's "params" collection (float32 storage).
+      batch_stats: the model's "batch_stats" collection (empty dict for models without BatchNorm).
+      opt_state: the optax state.
+      ema_params: exponential moving average of `params`, or `None` when EMA is off.
+      apply_fn: the model's `apply` (static).
+      tx: the optax transformation (static).
+    """
+
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    ema_params: Any
+    apply_fn: Callable = flax.struct.field(pytree_node=False)
+    tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+
+    @property
+    def variables(self) -> dict:
+        """The variables `apply` takes, with the raw (non-EMA) parameters."""
+        return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def create_train_state(key, model, tx, image_shape, *, use_ema: bool = False) -> TrainState:
+    """Initialise `model` on a dummy batch of shape `[1, *image_shape]` and wrap it in a state.
+
+    Args:
+      key: PRNG key for parameter initialisation.
+      model: a linen module following the `(logits, features) = model(images, train=...)` rule.
+      tx: optax gradient transformation.
+      image_shape: `(H, W, C)` of one input image.
+      use_ema: keep an exponential moving average copy of the parameters.
+    """
+    dummy = jnp.zeros((1, *image_shape), jnp.float32)
+    variables = model.init({"params": key, "dropout": key}, dummy, train=False)
+    params = variables["params"]
+    # A real copy: donating a state whose two leaves share one buffer fails (see JAX_NOTES).
+    ema_params = jax.tree.map(jnp.copy, params) if use_ema else None
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+        ema_params=ema_params,
+        apply_fn=model.apply,
+        tx=tx,
+    )
+
+
+def parameter_count(params) -> int:
+    """Number of scalars in a parameter pytree."""
+    return sum(int(leaf.size) for leaf in jax.tree.leaves(params))
