@@ -155,11 +155,18 @@ def _diou_and_iou(boxes1, boxes2, eps):
     return iou - _safe_divide(center_distance_squared, diagonal_squared), iou
 
 
+def _aspect_angle(boxes):
+    """atan(w / h) as torchvision, via atan2 so h == 0 gives pi/2, and a point box gives 0 (not NaN)."""
+    w = boxes[..., 2] - boxes[..., 0]
+    h = boxes[..., 3] - boxes[..., 1]
+    point = (w == 0) & (h == 0)
+    return jnp.arctan2(jnp.where(point, 0, w), jnp.where(point, 1, h))
+
+
 def _ciou(boxes1, boxes2, eps):
     diou, iou = _diou_and_iou(boxes1, boxes2, eps)
-    # atan2(w, h) equals torchvision's atan(w / h) for w, h >= 0 and stays finite when h == 0.
-    aspect1 = jnp.arctan2(boxes1[..., 2] - boxes1[..., 0], boxes1[..., 3] - boxes1[..., 1])
-    aspect2 = jnp.arctan2(boxes2[..., 2] - boxes2[..., 0], boxes2[..., 3] - boxes2[..., 1])
+    aspect1 = _aspect_angle(boxes1)
+    aspect2 = _aspect_angle(boxes2)
     v = (4 / math.pi**2) * (aspect1 - aspect2) ** 2
     # torchvision computes alpha under no_grad: it is a weight, not part of the objective.
     alpha = jax.lax.stop_gradient(_safe_divide(v, 1 - iou + v + eps))

@@ -1,0 +1,250 @@
+"""Slow, obviously correct numpy references for jaxvision, organized by section.
+
+Each function follows its paper / torchvision definition literally (Python loops, float32 where the
+library computes in float32 so that comparisons at a threshold agree exactly). Tests compare the jnp
+implementations against these; benchmarks use them as the numpy contender.
+
+Sections: ops.boxes, ops.nms, ops.anchors, ops.matching, ops.roi, ops.masks, ops.pooling.
+(Metric and loss references go in their own sections below.)
+"""
+
+import math
+
+import numpy as np
+
+# ================================================================================================
+# ops.boxes
+# ================================================================================================
+
+
+def box_iou_pair(a, b):
+    """IoU of two xyxy boxes, float32 arithmetic; 0 when the union is empty (torchvision gives NaN)."""
+    a = np.asarray(a, np.float32)
+    b = np.asarray(b, np.float32)
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (b[2] - b[0]) * (b[3] - b[1])
+    w = max(np.float32(0), min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(np.float32(0), min(a[3], b[3]) - max(a[1], b[1]))
+    inter = np.float32(w * h)
+    union = np.float32(area_a + area_b - inter)
+    return np.float32(inter / union) if union != 0 else np.float32(0)
+
+
+def box_iou(boxes1, boxes2):
+    """Pairwise IoU `[N, M]` by a double loop."""
+    out = np.zeros((len(boxes1), len(boxes2)), np.float32)
+    for i, a in enumerate(boxes1):
+        for j, b in enumerate(boxes2):
+            out[i, j] = box_iou_pair(a, b)
+    return out
+
+
+def _enclosing_and_centres(a, b):
+    a = [float(v) for v in a]
+    b = [float(v) for v in b]
+    cw = max(a[2], b[2]) - min(a[0], b[0])
+    ch = max(a[3], b[3]) - min(a[1], b[1])
+    dx = (a[0] + a[2]) / 2 - (b[0] + b[2]) / 2
+    dy = (a[1] + a[3]) / 2 - (b[1] + b[3]) / 2
+    return a, b, cw, ch, dx * dx + dy * dy
+
+
+def generalized_box_iou_pair(a, b):
+    """GIoU = IoU - (C - U) / C (Rezatofighi et al. 2019), float64; 0 for an empty enclosing box."""
+    iou = float(box_iou_pair(a, b))
+    a, b, cw, ch, _ = _enclosing_and_centres(a, b)
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    c = cw * ch
+    return iou - ((c - union) / c if c != 0 else 0.0)
+
+
+def distance_box_iou_pair(a, b, eps=1e-7):
+    """DIoU = IoU - rho^2 / (c^2 + eps) (Zheng et al. 2020)."""
+    iou = float(box_iou_pair(a, b))
+    _, _, cw, ch, rho2 = _enclosing_and_centres(a, b)
+    return iou - rho2 / (cw * cw + ch * ch + eps)
+
+
+def complete_box_iou_pair(a, b, eps=1e-7):
+    """CIoU = DIoU - alpha v, v = 4/pi^2 (atan(w1/h1) - atan(w2/h2))^2, alpha = v / (1 - IoU + v + eps)."""
+    iou = float(box_iou_pair(a, b))
+    a_, b_, _, _, _ = _enclosing_and_centres(a, b)
+    v = 4 / math.pi**2 * (math.atan2(a_[2] - a_[0], a_[3] - a_[1]) - math.atan2(b_[2] - b_[0], b_[3] - b_[1])) ** 2
+    alpha = v / (1 - iou + v + eps) if (1 - iou + v + eps) != 0 else 0.0
+    return distance_box_iou_pair(a, b, eps) - alpha * v
+
+
+def encode_box_pair(box, anchor, weights=(1.0, 1.0, 1.0, 1.0)):
+    """R-CNN (tx, ty, tw, th) for one box against one anchor, float64."""
+    wx, wy, ww, wh = weights
+    aw, ah = anchor[2] - anchor[0], anchor[3] - anchor[1]
+    acx, acy = anchor[0] + 0.5 * aw, anchor[1] + 0.5 * ah
+    w, h = box[2] - box[0], box[3] - box[1]
+    cx, cy = box[0] + 0.5 * w, box[1] + 0.5 * h
+    return [wx * (cx - acx) / aw, wy * (cy - acy) / ah, ww * math.log(w / aw), wh * math.log(h / ah)]
+
+
+# ================================================================================================
+# ops.nms
+# ================================================================================================
+
+
+def nms(boxes, scores, iou_threshold, max_outputs, score_threshold=None, valid=None, class_ids=None):
+    """Textbook greedy NMS (torchvision.ops.nms / batched_nms semantics), returns a list of indices.
+
+    Visit boxes by descending score, ties by lower index; keep a box unless some kept box of the same
+    class has IoU strictly greater than the threshold with it; stop after max_outputs kept.
+    NaN scores, invalid boxes and scores <= score_threshold are skipped.
+    """
+    boxes = np.asarray(boxes, np.float32)
+    scores = np.asarray(scores, np.float32)
+    n = len(scores)
+    candidates = [
+        i for i in range(n)
+        if (valid is None or valid[i]) and not np.isnan(scores[i])
+        and (score_threshold is None or scores[i] > np.float32(score_threshold))
+    ]
+    candidates.sort(key=lambda i: (-float(scores[i]), i))
+    kept = []
+    for i in candidates:
+        if len(kept) == max_outputs:
+            break
+        if all(
+            not (box_iou_pair(boxes[i], boxes[k]) > np.float32(iou_threshold))
+            or (class_ids is not None and class_ids[i] != class_ids[k])
+            for k in kept
+        ):
+            kept.append(i)
+    return kept
+
+
+def nms_vectorized(boxes, scores, iou_threshold, max_outputs):
+    """The classic py-faster-rcnn numpy NMS (one vectorized IoU row per kept box). Benchmark contender.
+
+    Same semantics as `nms` for valid, non-NaN scores (stable sort: ties by lower index).
+    """
+    boxes = np.asarray(boxes, np.float32)
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    order = np.argsort(-scores, kind="stable")
+    threshold = np.float32(iou_threshold)
+    kept = []
+    while order.size > 0 and len(kept) < max_outputs:
+        i = order[0]
+        kept.append(i)
+        rest = order[1:]
+        w = np.maximum(np.float32(0), np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
+        h = np.maximum(np.float32(0), np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
+        inter = w * h
+        union = areas[i] + areas[rest] - inter
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = np.where(union != 0, inter / union, np.float32(0))
+        order = rest[~(iou > threshold)]
+    return np.asarray(kept, np.int64)
+
+
+def soft_nms(boxes, scores, max_outputs, method="gaussian", sigma=0.5, iou_threshold=0.3, score_threshold=0.001):
+    """Soft-NMS (Bodla et al. 2017) as a literal loop; returns (indices, new_scores) lists."""
+    boxes = np.asarray(boxes, np.float32)
+    current = [np.float32(s) if not np.isnan(s) else np.float32(-np.inf) for s in scores]
+    indices, new_scores = [], []
+    for _ in range(max_outputs):
+        best = int(np.argmax(current))
+        if not current[best] > score_threshold:
+            break
+        indices.append(best)
+        new_scores.append(float(current[best]))
+        for j in range(len(current)):
+            if j == best or current[j] == -np.inf:
+                continue
+            iou = box_iou_pair(boxes[best], boxes[j])
+            if method == "linear":
+                factor = np.float32(1) - iou if iou > np.float32(iou_threshold) else np.float32(1)
+            else:
+                factor = np.float32(math.exp(-float(iou) * float(iou) / sigma))
+            current[j] = np.float32(current[j] * factor)
+        current[best] = np.float32(-np.inf)
+    return indices, new_scores
+
+
+# ================================================================================================
+# metrics.detection and losses (owner: metrics/losses; appended section)
+# ================================================================================================
+
+
+def voc_iou_pair(a, b, pixel_offset=0.0):
+    """Devkit overlap of two xyxy boxes: None when they do not overlap (`iw > 0 & ih > 0` fails)."""
+    iw = min(a[2], b[2]) - max(a[0], b[0]) + pixel_offset
+    ih = min(a[3], b[3]) - max(a[1], b[1]) + pixel_offset
+    if not (iw > 0 and ih > 0):
+        return None
+    ua = (a[2] - a[0] + pixel_offset) * (a[3] - a[1] + pixel_offset)
+    ua += (b[2] - b[0] + pixel_offset) * (b[3] - b[1] + pixel_offset) - iw * ih
+    return iw * ih / ua
+
+
+def voc_ap(recall, precision, use_11_point):
+    """VOCap (all points) or the VOC2007 11-point AP, literally as the devkit loops."""
+    if use_11_point:
+        ap = 0.0
+        for k in range(11):
+            ps = [p for r, p in zip(recall, precision) if r >= k / 10]
+            ap += (max(ps) if ps else 0.0) / 11
+        return ap
+    mrec = [0.0] + list(recall) + [1.0]
+    mpre = [0.0] + list(precision) + [0.0]
+    for i in range(len(mpre) - 2, -1, -1):
+        mpre[i] = max(mpre[i], mpre[i + 1])
+    return sum((mrec[i] - mrec[i - 1]) * mpre[i] for i in range(1, len(mrec)) if mrec[i] != mrec[i - 1])
+
+
+def voc_eval_class(gts, dets, iou_threshold=0.5, use_11_point=False, pixel_offset=0.0):
+    """AP of one class, following VOCevaldet.m line by line.
+
+    gts: {image: [(box, difficult), ...]}; dets: [(image, box, score), ...] in input order.
+    Returns nan when the class has no non-difficult ground truth.
+    """
+    npos = sum(not difficult for objects in gts.values() for _, difficult in objects)
+    claimed = {image: [False] * len(objects) for image, objects in gts.items()}
+    order = sorted(range(len(dets)), key=lambda d: -dets[d][2])  # Python's sort is stable
+    tp, fp = [], []
+    for d in order:
+        image, box, _ = dets[d]
+        ovmax, jmax = -math.inf, None
+        for j, (gt_box, _) in enumerate(gts.get(image, [])):
+            ov = voc_iou_pair(box, gt_box, pixel_offset)
+            if ov is not None and ov > ovmax:
+                ovmax, jmax = ov, j
+        is_tp = is_fp = 0
+        if ovmax >= iou_threshold:
+            if not gts[image][jmax][1]:
+                if not claimed[image][jmax]:
+                    is_tp = 1
+                    claimed[image][jmax] = True
+                else:
+                    is_fp = 1
+        else:
+            is_fp = 1
+        tp.append(is_tp)
+        fp.append(is_fp)
+    if npos == 0:
+        return math.nan
+    recall, precision, ctp, cfp = [], [], 0, 0
+    for t, f in zip(tp, fp):
+        ctp, cfp = ctp + t, cfp + f
+        recall.append(ctp / npos)
+        precision.append(ctp / max(ctp + cfp, np.finfo(np.float64).eps))
+    return voc_ap(recall, precision, use_11_point)
+
+
+def hard_negative_mask(negative_losses, positive, valid, neg_pos_ratio=3):
+    """SSD hard-negative mining by a loop: the k = min(ratio * #positives, #negatives) valid,
+    non-positive priors of highest loss (ties: lower index first)."""
+    candidates = [i for i in range(len(positive)) if valid[i] and not positive[i]]
+    num_positives = sum(1 for i in range(len(positive)) if valid[i] and positive[i])
+    k = min(neg_pos_ratio * num_positives, len(candidates))
+    chosen = sorted(candidates, key=lambda i: (-float(negative_losses[i]), i))[:k]
+    mask = np.zeros(len(positive), bool)
+    mask[chosen] = True
+    return mask
