@@ -31,3 +31,23 @@ def _block_network(monkeypatch):
 def key():
     """A fresh typed PRNG key for each test."""
     return jax.random.key(0)
+
+
+@pytest.fixture(scope="session")
+def digits_data_dir(tmp_path_factory):
+    """A tfds data_dir with the embedded real digits prepared once per test session."""
+    from jaxvision.data import tfds as datasets
+
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    datasets.prepare_dataset("embedded_digits", data_dir=data_dir)
+    return data_dir
+
+
+@pytest.fixture
+def smoke_config(digits_data_dir):
+    """The default digits config's smoke variant, reading the session's prepared data."""
+    from jaxvision.cli import load_config
+
+    config = load_config("digits_lenet:smoke")
+    config.dataset.data_dir = digits_data_dir
+    return config

@@ -3,7 +3,7 @@
 Every data set, the embedded offline digits included, is read the same way:
 `tfds.data_source(name, data_dir=..., download=False)`, a random-access source of example dicts
 `{"image": uint8[H, W, C], "label": int}`. Nothing is downloaded unless the caller asks
-(`download=True`, `jaxvision prepare NAME`, or `--config.data.download=True`): a missing data set
+(`download=True`, `jaxvision prepare NAME`, or `--config.dataset.download=True`): a missing data set
 fails at once with the command that fetches it, instead of tfds's multi-minute retry loop offline.
 """
 
@@ -99,7 +99,7 @@ def prepare_dataset(name: str, *, data_dir: str | None = None, download: bool = 
         raise DatasetNotPreparedError(
             f"data set {name!r} is not prepared in {builder.data_dir!r} and downloading is off. "
             f"Fetch it once with network access:\n    jaxvision prepare {name}{where}\n"
-            f"or train with --config.data.download=True."
+            f"or train with --config.dataset.download=True."
         )
     builder.download_and_prepare(file_format="array_record")
     return builder

@@ -44,12 +44,18 @@ class Checkpointer:
             policies.append(
                 checkpoint_managers.BestN(
                     get_metric_fn=lambda metrics: metrics[best_metric],
-                    reverse=best_mode == "max",  # reverse=True keeps the largest values
+                    # BestN sorts ascending and keeps the tail: reverse=False keeps the largest.
+                    reverse=best_mode == "min",
                     n=1,
-                    keep_checkpoints_without_metrics=True,
+                    # Checkpoints saved between evaluations have no metrics; LatestN keeps those.
+                    keep_checkpoints_without_metrics=False,
                 )
             )
         options = ocp.CheckpointManagerOptions(
+            # best_fn/best_mode only make Orbax store each step's metrics (which BestN reads);
+            # what is kept is decided by the preservation policy alone.
+            best_fn=(lambda metrics: metrics[best_metric]) if best_metric else None,
+            best_mode=best_mode,
             preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
             enable_async_checkpointing=True,
             create=True,
