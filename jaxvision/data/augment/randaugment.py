@@ -13,10 +13,12 @@ magnitude 9), expressed for float images in `[0, max_value]`:
 | Posterize | 8 - round(m / 7.5) bits kept | |
 | Solarize | threshold max_value * (1 - m / 30) | |
 
-The op index is chosen with `lax.switch`; under `vmap` a switch on a batched index runs every
-branch and selects, so the cost is about `num_ops * len(ops)` op evaluations per image. Geometric
-ops are bilinear (torchvision defaults to nearest) with `fill` outside. Posterize and Equalize
-quantize to 256 levels (`round(x / max_value * 255)`) as the uint8 originals do.
+The op index is chosen by key: each step resamples once through the drawn geometric op's matrix
+(the identity matrix for the other ops, which resamples exactly) and then runs a `lax.switch` over
+the pixel ops; under `vmap` a switch on a batched index runs every branch and selects, so a step
+costs one warp plus the nine pixel ops. Geometric ops are bilinear (torchvision defaults to
+nearest) with `fill` outside. Posterize and Equalize quantize to 256 levels
+(`round(x / max_value * 255)`) as the uint8 originals do.
 Source: Cubuk et al. 2020 ("RandAugment: practical automated data augmentation with a reduced
 search space").
 """
@@ -61,7 +63,7 @@ def equalize(image: Array, *, max_value: float = 1.0) -> Array:
     def equalize_channel(channel):
         histogram = jnp.bincount(channel.reshape(-1), length=256)
         last_count = histogram[channel.max()]
-        step = (channel.size - last_count) // 256
+        step = (channel.size - last_count) // 255
         cumulative = jnp.cumsum(histogram) - histogram  # counts strictly below each level
         lut = jnp.minimum((step // 2 + cumulative) // jnp.maximum(step, 1), 255)
         return jnp.where(step == 0, channel, lut[channel])
@@ -97,17 +99,18 @@ def adjust_sharpness(image: Array, factor, *, max_value: float = 1.0) -> Array:
     return jnp.clip(factor * image + (1.0 - factor) * degenerate, 0.0, max_value)
 
 
-def _affine(image: Array, matrix: Array, fill) -> Array:
-    return sampling.warp(image, matrix, image.shape[:2], mode="constant", fill=fill)
+GEOMETRIC_OPS = ("shear_x", "shear_y", "translate_x", "translate_y", "rotate")
 
 
 def make_randaugment_ops(image_shape: Sequence[int], *, magnitude: int, num_magnitude_bins: int = 31,
-                         ops: Sequence[str] = RANDAUGMENT_OPS, fill=0.0,
-                         max_value: float = 1.0) -> list[Callable[[Array, Array], Array]]:
-    """Branches `op(image, sign) -> image` for `lax.switch`, magnitudes bound for `magnitude`.
+                         ops: Sequence[str] = RANDAUGMENT_OPS,
+                         max_value: float = 1.0) -> list[tuple[Callable, Callable]]:
+    """Per op in `ops`, a pair `(matrix_fn(sign) -> [3, 3], pixel_fn(image, sign) -> image)`.
 
-    `sign` is +1.0 or -1.0 (ignored by unsigned ops). Raises ValueError on unknown op names or a
-    magnitude outside `[0, num_magnitude_bins)`.
+    Geometric ops are an input->output matrix and the identity on pixels; the others the identity
+    matrix and a pixel function. `sign` is +1.0 or -1.0 (ignored by unsigned ops); magnitudes are
+    bound for `magnitude`. Raises ValueError on unknown op names or a magnitude outside
+    `[0, num_magnitude_bins)`.
     """
     if not (isinstance(magnitude, int) and 0 <= magnitude < num_magnitude_bins):
         raise ValueError(f"magnitude must be an int in [0, {num_magnitude_bins}), got {magnitude!r}")
@@ -116,20 +119,22 @@ def make_randaugment_ops(image_shape: Sequence[int], *, magnitude: int, num_magn
         raise ValueError(f"ops must be a non-empty subset of {RANDAUGMENT_OPS}, got {ops!r}")
     height, width = int(image_shape[0]), int(image_shape[1])
     level = magnitude / (num_magnitude_bins - 1) if num_magnitude_bins > 1 else 0.0
-    center = (width / 2.0, height / 2.0)
     shear = 0.3 * level
+    shift = 150.0 / 331.0 * level
     enhance = 0.9 * level
-    bits = 8 - int(round(magnitude / ((num_magnitude_bins - 1) / 4.0))) if num_magnitude_bins > 1 else 8
-    table = {
-        "identity": lambda x, s: x,
-        "shear_x": lambda x, s: _affine(x, sampling.shear_matrix(s * shear, 0.0), fill),
-        "shear_y": lambda x, s: _affine(x, sampling.shear_matrix(0.0, s * shear), fill),
-        "translate_x": lambda x, s: _affine(
-            x, sampling.translation_matrix(s * 150.0 / 331.0 * width * level, 0.0), fill),
-        "translate_y": lambda x, s: _affine(
-            x, sampling.translation_matrix(0.0, s * 150.0 / 331.0 * height * level), fill),
-        "rotate": lambda x, s: _affine(
-            x, sampling.centered_affine_matrix(center, degrees=s * 30.0 * level), fill),
+    bits = 8 - int(round(4.0 * level))
+    identity_matrix = lambda s: jnp.eye(3, dtype=jnp.float32)  # noqa: E731
+    identity_pixels = lambda x, s: x  # noqa: E731
+    matrices = {
+        "shear_x": lambda s: sampling.shear_matrix(s * shear, 0.0),
+        "shear_y": lambda s: sampling.shear_matrix(0.0, s * shear),
+        "translate_x": lambda s: sampling.translation_matrix(s * shift * width, 0.0),
+        "translate_y": lambda s: sampling.translation_matrix(0.0, s * shift * height),
+        "rotate": lambda s: sampling.centered_affine_matrix((width / 2.0, height / 2.0),
+                                                            degrees=s * 30.0 * level),
+    }
+    pixels = {
+        "identity": identity_pixels,
         "brightness": lambda x, s: color.adjust_brightness(x, 1.0 + s * enhance,
                                                            max_value=max_value),
         "color": lambda x, s: color.adjust_saturation(x, 1.0 + s * enhance, max_value=max_value),
@@ -140,7 +145,8 @@ def make_randaugment_ops(image_shape: Sequence[int], *, magnitude: int, num_magn
         "autocontrast": lambda x, s: autocontrast(x, max_value=max_value),
         "equalize": lambda x, s: equalize(x, max_value=max_value),
     }
-    return [table[name] for name in ops]
+    return [(matrices.get(name, identity_matrix), pixels.get(name, identity_pixels))
+            for name in ops]
 
 
 def rand_augment(key: jax.Array, image: Array, *, num_ops: int = 2, magnitude: int = 9,
@@ -149,18 +155,26 @@ def rand_augment(key: jax.Array, image: Array, *, num_ops: int = 2, magnitude: i
     """Applies `num_ops` ops, each drawn uniformly from `ops` with a random sign, at `magnitude`.
 
     Image `[H, W, C]` in `[0, max_value]`; returns float32 of the same shape in that range. See the
-    module docstring for the op table. Source: Cubuk et al. 2020; parameters as torchvision.
+    module docstring for the op table. Each step is one warp (the drawn geometric op's matrix, or the
+    identity, which resamples exactly) followed by one `lax.switch` over the pixel ops, so under
+    vmap a step costs one resample rather than one per geometric op.
+    Source: Cubuk et al. 2020; parameters as torchvision.
     """
     sampling.check_image(image)
     if not isinstance(num_ops, int) or num_ops < 0:
         raise ValueError(f"num_ops must be a non-negative int, got {num_ops!r}")
-    branches = make_randaugment_ops(image.shape, magnitude=magnitude,
-                                    num_magnitude_bins=num_magnitude_bins, ops=ops, fill=fill,
-                                    max_value=max_value)
+    table = make_randaugment_ops(image.shape, magnitude=magnitude,
+                                 num_magnitude_bins=num_magnitude_bins, ops=ops, max_value=max_value)
+    pixel_ops = [pixel_fn for _, pixel_fn in table]
+    uses_warp = any(name in GEOMETRIC_OPS for name in ops)
     image = image.astype(jnp.float32)
     op_key, sign_key = jax.random.split(key)
-    op_indices = jax.random.randint(op_key, (num_ops,), 0, len(branches))
+    op_indices = jax.random.randint(op_key, (num_ops,), 0, len(table))
     signs = jnp.where(jax.random.bernoulli(sign_key, 0.5, (num_ops,)), -1.0, 1.0)
     for step in range(num_ops):
-        image = lax.switch(op_indices[step], branches, image, signs[step])
+        if uses_warp:
+            matrices = jnp.stack([matrix_fn(signs[step]) for matrix_fn, _ in table])  # [ops, 3, 3]
+            image = sampling.warp(image, matrices[op_indices[step]], image.shape[:2],
+                                  mode="constant", fill=fill)
+        image = lax.switch(op_indices[step], pixel_ops, image, signs[step])
     return image

@@ -1,0 +1,14 @@
+"""Inference-time averaging: test-time augmentation (`tta`) and checkpoint/seed ensembles (`ensemble`).
+
+Both take an `apply_fn` returning logits and return averaged class probabilities (softmax first,
+then the mean), float32 `[B, num_classes]`.
+"""
+
+from jaxvision.inference.ensemble import ensemble_average, stack_params
+from jaxvision.inference.tta import (
+    flip_average,
+    multi_scale_average,
+    resize_short_side,
+    ten_crop,
+    ten_crop_average,
+)
