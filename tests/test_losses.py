@@ -159,6 +159,26 @@ def test_dice_loss():
     assert np.all(np.isfinite(grad))
 
 
+def test_elementwise_losses_jit_equals_eager(key):
+    k1, k2, k3 = jax.random.split(key, 3)
+    x = jax.random.normal(k1, (3, 5))
+    y = jax.random.uniform(k2, (3, 5))
+    corners = jax.random.uniform(k3, (3, 2, 2)) * 10
+    boxes = jnp.concatenate([corners.min(axis=1), corners.max(axis=1) + 1], axis=-1)  # [3, 4]
+
+    def all_losses(x, y, boxes):
+        return (
+            losses.sigmoid_binary_cross_entropy(x, y),
+            losses.smooth_l1_loss(x, y, beta=0.5),
+            losses.huber_loss(x, y, delta=0.5),
+            losses.generalized_box_iou_loss(boxes, boxes[::-1]),
+            losses.dice_loss(jax.nn.sigmoid(x), y, mask=y > 0.2),
+        )
+
+    for eager, jitted in zip(all_losses(x, y, boxes), jax.jit(all_losses)(x, y, boxes)):
+        np.testing.assert_allclose(jitted, eager, rtol=1e-6, atol=1e-7)
+
+
 # ------------------------------------------------------------------------------------------------
 # YOLO v1
 # ------------------------------------------------------------------------------------------------

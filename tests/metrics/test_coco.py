@@ -82,11 +82,11 @@ def random_dataset(seed: int, *, num_images=7, crowd_fraction=0.15, tie_scores=F
                     detections.append(
                         {"image_id": image_id, "category_id": category_id, "bbox": jitter(rng, bbox, float(rng.uniform(0.02, 0.15)))}
                     )
+        # Image 5: more than 100 detections of category 1 alone (COCOeval keeps the best 100).
         num_false = 130 if image_id == 5 else rng.integers(0, 6)
         for _ in range(num_false):
-            detections.append(
-                {"image_id": image_id, "category_id": int(rng.choice([1, 4, 9])), "bbox": random_box(rng)}
-            )
+            category_id = 1 if image_id == 5 else int(rng.choice([1, 4, 9]))
+            detections.append({"image_id": image_id, "category_id": category_id, "bbox": random_box(rng)})
     order = rng.permutation(len(detections))
     detections = [detections[i] for i in order]
     for detection in detections:
@@ -108,7 +108,8 @@ def random_dataset(seed: int, *, num_images=7, crowd_fraction=0.15, tie_scores=F
 )
 def test_matches_pycocotools_on_random_datasets(seed, kwargs):
     ground_truth, detections = random_dataset(seed, **kwargs)
-    assert sum(d["image_id"] == 5 for d in detections) > 100 or kwargs.get("num_images") == 4
+    crowded = sum(d["image_id"] == 5 and d["category_id"] == 1 for d in detections)
+    assert crowded > 100 or kwargs.get("num_images") == 4
     np.testing.assert_allclose(ours(ground_truth, detections), pycocotools_stats(ground_truth, detections), rtol=0, atol=1e-6)
 
 
@@ -226,3 +227,17 @@ def test_input_checks():
     with pytest.raises(ValueError, match="valid labels"):
         coco.create_coco_detections([1], np.zeros((1, 2, 4)), np.zeros((1, 2)), np.full((1, 2), 3),
                                     np.ones((1, 2), bool), category_ids=[1])
+
+
+def test_only_best_100_detections_per_image_and_category_count():
+    ground_truth = {
+        "images": [{"id": 1}],
+        "categories": [{"id": 1}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 50, 50], "area": 2500, "iscrowd": 0}],
+    }
+    misses = [{"image_id": 1, "category_id": 1, "bbox": [200, 200, 5, 5], "score": 0.5 + i / 1000} for i in range(100)]
+    hit = {"image_id": 1, "category_id": 1, "bbox": [0, 0, 50, 50], "score": 0.1}
+    assert coco.coco_evaluate(ground_truth, misses + [hit])["AR100"] == 0.0  # the hit ranks 101st
+    assert coco.coco_evaluate(ground_truth, misses[1:] + [hit])["AR100"] == 1.0
+    for detections in (misses + [hit], misses[1:] + [hit]):
+        np.testing.assert_allclose(ours(ground_truth, detections), pycocotools_stats(ground_truth, detections), atol=1e-12)
