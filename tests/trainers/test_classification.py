@@ -1,0 +1,254 @@
+"""End to end: the CLI, determinism, resume after SIGKILL, SIGTERM, data parallel, multi-process,
+and bad input. Subprocess scenarios live in scenarios.py next to this file."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from jaxvision import cli
+from jaxvision.trainers import classification
+
+SCENARIOS = os.path.join(os.path.dirname(__file__), "scenarios.py")
+SMOKE_ARGS = ["train", "--config=digits_lenet:smoke", "--config.checkpoint.every_steps=4"]
+
+
+def run_python(args, *, env_extra=None, timeout=300, check=True):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env_extra or {})}
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\nSTDOUT:\n{result.stdout[-3000:]}\nSTDERR:\n{result.stderr[-3000:]}")
+    return result
+
+
+def smoke_cli_args(workdir, data_dir):
+    return [*SMOKE_ARGS, f"--workdir={workdir}", f"--config.dataset.data_dir={data_dir}"]
+
+
+def read_results(workdir):
+    with open(os.path.join(workdir, "results.json")) as f:
+        return json.load(f)
+
+
+def restored_state(workdir, like=None):
+    """The newest checkpointed state of `workdir`; `like` (a restored state) gives the target
+    shapes for restoring a checkpoint written with another topology onto this single device."""
+    steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
+    path = os.path.join(workdir, "checkpoints", str(steps[-1]), "state")
+    target = None
+    if like is not None:
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), like)
+    return ocp.StandardCheckpointer().restore(path, target)
+
+
+def flat_params(state):
+    return {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(state["params"])[0]}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, digits_data_dir):
+    """An uninterrupted smoke run through the CLI, in its own process."""
+    workdir = str(tmp_path_factory.mktemp("reference"))
+    result = run_python(["-m", "jaxvision.cli", *smoke_cli_args(workdir, digits_data_dir)])
+    return workdir, result
+
+
+def test_cli_train_writes_every_artifact(reference_run):
+    workdir, result = reference_run
+    assert "test accuracy" in result.stdout
+    results = read_results(workdir)
+    assert results["num_steps"] == 12 and len(results["params_fingerprint"]) == 64
+    assert 0.0 <= results["test_accuracy"] <= 1.0 and results["wall_time_seconds"] > 0
+    for name in ("config.json", "metrics.jsonl", "learning_curves.png"):
+        assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir))
+    records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert {r["split"] for r in records} == {"train", "test"}
+    assert [r["step"] for r in records if r["split"] == "test"] == [6, 12]
+    steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
+    assert steps[-1] == 12 and len(steps) <= 4  # latest 3 + best
+
+
+def test_same_seed_gives_bitwise_identical_parameters(reference_run, smoke_config, tmp_path):
+    results = classification.train_and_evaluate(smoke_config, str(tmp_path), show_progress=False)
+    assert results["params_fingerprint"] == read_results(reference_run[0])["params_fingerprint"]
+
+
+def test_other_seed_gives_other_parameters(reference_run, smoke_config, tmp_path):
+    smoke_config.seed = 1
+    results = classification.train_and_evaluate(smoke_config, str(tmp_path), show_progress=False)
+    assert results["params_fingerprint"] != read_results(reference_run[0])["params_fingerprint"]
+
+
+def test_resume_after_sigkill_is_bitwise_identical(reference_run, digits_data_dir, tmp_path):
+    workdir = str(tmp_path)
+    killed = run_python([SCENARIOS, "kill-after-checkpoint", "8", "--", *smoke_cli_args(workdir, digits_data_dir)],
+                        check=False)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
+    resumed = run_python(["-m", "jaxvision.cli", *smoke_cli_args(workdir, digits_data_dir)])
+    assert "test accuracy" in resumed.stdout
+    assert read_results(workdir)["params_fingerprint"] == read_results(reference_run[0])["params_fingerprint"]
+    # The resumed run logged steps 9..12 only once more, not from scratch.
+    train_steps = [json.loads(l)["step"] for l in open(os.path.join(workdir, "metrics.jsonl")) if '"train"' in l]
+    assert train_steps == sorted(train_steps)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits(digits_data_dir, tmp_path):
+    workdir = str(tmp_path)
+    result = run_python([SCENARIOS, "sigterm-at-step", "6", "--", *smoke_cli_args(workdir, digits_data_dir)],
+                        check=False)
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "interrupted" in result.stderr
+    assert "6" in os.listdir(os.path.join(workdir, "checkpoints"))
+
+
+def test_eight_devices_match_one_device(tmp_path):
+    out = str(tmp_path / "dp.npz")
+    run_python([SCENARIOS, "data-parallel", out], env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+    arrays = np.load(out)
+    np.testing.assert_allclose(arrays["8/losses"], arrays["1/losses"], atol=1e-5, rtol=1e-5)
+    names = [k[2:] for k in arrays.files if k.startswith("1/") and k != "1/losses"]
+    assert any("BatchNorm" in n for n in names)
+    for name in names:
+        np.testing.assert_allclose(arrays[f"8/{name}"], arrays[f"1/{name}"], atol=1e-5, rtol=1e-5, err_msg=name)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one_process(digits_data_dir, tmp_path):
+    common = ["train", "--config=digits_lenet:smoke", "--config.num_train_steps=3", "--config.batch_size=16",
+              "--config.eval_every_steps=3", f"--config.dataset.data_dir={digits_data_dir}"]
+    single = str(tmp_path / "single")
+    run_python(["-m", "jaxvision.cli", *common, f"--workdir={single}"])
+    multi = str(tmp_path / "multi")
+    port = free_port()
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    processes = [
+        subprocess.Popen([sys.executable, SCENARIOS, "multiprocess", str(i), "2", str(port), "--", *common,
+                          f"--workdir={multi}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    for process, (out, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+    single_results, multi_results = read_results(single), read_results(multi)
+    assert multi_results["num_devices"] == 2 and multi_results["num_steps"] == 3
+    assert multi_results["test_loss"] == pytest.approx(single_results["test_loss"], abs=1e-5)
+    single_state = restored_state(single)
+    single_params, multi_params = flat_params(single_state), flat_params(restored_state(multi, like=single_state))
+    for name in single_params:
+        np.testing.assert_allclose(multi_params[name], single_params[name], atol=1e-5, err_msg=name)
+
+
+# ----------------------------------------------------------------------------------- bad input
+
+
+def test_nan_loss_names_the_step_and_keeps_earlier_checkpoints(smoke_config, tmp_path, monkeypatch):
+    from jaxvision.data import pipeline
+
+    original = pipeline.make_train_iterator
+
+    class PoisonAtFifthBatch:
+        def __init__(self, inner):
+            self.inner, self.count = inner, 0
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            batch = next(self.inner)
+            self.count += 1
+            if self.count == 5:
+                batch = {**batch, "image": np.full_like(batch["image"], np.nan)}
+            return batch
+
+        def get_state(self):
+            return self.inner.get_state()
+
+        def set_state(self, state):
+            self.inner.set_state(state)
+
+    monkeypatch.setattr(pipeline, "make_train_iterator", lambda *a, **k: PoisonAtFifthBatch(original(*a, **k)))
+    smoke_config.checkpoint.every_steps = 4
+    smoke_config.log_every_steps = 100
+    with pytest.raises(classification.NonFiniteLossError, match="at step 5"):
+        classification.train_and_evaluate(smoke_config, str(tmp_path), show_progress=False)
+    assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit()) == [4]
+
+
+def good_batch():
+    return {"image": np.zeros((4, 28, 28, 1), np.float32), "label": np.array([0, 1, 2, 9], np.int32)}
+
+
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        ({"image": np.zeros((4, 28, 28), np.float32)}, ValueError, r"shape \[B, H, W, C\]"),
+        ({"image": np.zeros((4, 32, 32, 1), np.float32)}, ValueError, "per-image shape"),
+        ({"image": np.zeros((4, 28, 28, 1), np.uint8)}, TypeError, "floating point"),
+        ({"label": np.array([0, 1, 2, 10], np.int32)}, ValueError, r"must be in \[0, 10\)"),
+        ({"label": np.array([0, -1, 2, 3], np.int32)}, ValueError, r"must be in \[0, 10\)"),
+        ({"label": np.zeros(4, np.float32)}, TypeError, "integers"),
+    ],
+)
+def test_bad_batches_get_clear_errors(change, error, message):
+    with pytest.raises(error, match=message):
+        classification.check_batch({**good_batch(), **change}, image_shape=(28, 28, 1), num_classes=10)
+
+
+def test_train_step_rejects_wrong_rank_at_trace_time(smoke_config):
+    from jaxvision import models
+    from jaxvision.training.state import create_train_state
+    import optax
+
+    model = models.create_model("lenet5", num_classes=10)
+    state = create_train_state(jax.random.key(0), model, optax.sgd(0.1), (28, 28, 1))
+    step = jax.jit(classification.make_train_step(smoke_config))
+    with pytest.raises(ValueError, match="images must have shape"):
+        step(state, {"image": jnp.zeros((4, 28, 28)), "label": jnp.zeros(4, jnp.int32)}, jax.random.key(1))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--config=no_such_config"], "unknown config 'no_such_config'; valid names: .*digits_lenet"),
+        (["train", "--config=digits_lenet:smoke", "--config.optimzer.name=sgd"], "valid keys: .*optimizer"),
+        (["train", "--config=digits_lenet:smoke", "--config.model=resnet9000"], "unknown model 'resnet9000'; valid names: .*lenet5"),
+        (["train", "--config=digits_lenet:smoke", "--config.dataset.name=imagenet"], "unknown data set 'imagenet'"),
+        (["train", "--config=digits_lenet:smoke", "--config.batch_size=big"], "bad value for config key 'batch_size'"),
+    ],
+)
+def test_cli_rejects_unknown_names_listing_valid_ones(args, message, capsys, tmp_path, digits_data_dir):
+    code = cli.main([*args, f"--workdir={tmp_path}", f"--config.dataset.data_dir={digits_data_dir}"])
+    assert code == 2
+    assert __import__("re").search(message, capsys.readouterr().err)
+
+
+def test_cli_missing_dataset_offline(capsys, tmp_path):
+    code = cli.main(["train", "--config=digits_lenet:smoke", "--config.dataset.name=cifar10",
+                     f"--config.dataset.data_dir={tmp_path}", f"--workdir={tmp_path / 'w'}"])
+    assert code == 2
+    assert "jaxvision prepare cifar10" in capsys.readouterr().err
+
+
+def test_cli_list_and_eval(reference_run, capsys):
+    assert cli.main(["list"]) == 0
+    listing = capsys.readouterr().out
+    assert "lenet5_table" in listing and "embedded_digits" in listing and "digits_lenet" in listing
+    assert cli.main(["eval", f"--workdir={reference_run[0]}"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["step"] == 12
+    assert evaluated["test_accuracy"] == pytest.approx(read_results(reference_run[0])["test_accuracy"], abs=1e-6)
