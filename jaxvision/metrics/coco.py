@@ -1,16 +1,22 @@
-"""COCO box evaluation on the host, in numpy, equal to pycocotools' `COCOeval(iouType="bbox")`.
+"""COCO detection evaluation on the host, in numpy, equal to pycocotools' `COCOeval` (bbox and segm).
 
 `coco_evaluate(ground_truth, detections)` takes what pycocotools takes -- a COCO dataset dict
 (`images`, `annotations`, `categories`) and a list of result dicts (`image_id`, `category_id`,
-`bbox` [x, y, w, h], `score`) -- and returns the 12 numbers of `COCOeval.summarize()` (AP, AP50,
-AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl). jaxvision does not depend on pycocotools; the
-tests check this module against it.
+`bbox` [x, y, w, h] or `segmentation`, `score`) -- and returns the 12 numbers of
+`COCOeval.summarize()` (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl).
+jaxvision does not depend on pycocotools; the tests check this module against it.
 
 What is reproduced, step by step (pycocotools 2.0 `cocoeval.py`, Lin et al., ECCV 2014):
 - images are every `images[i]["id"]`, categories every `categories[i]["id"]` (sorted); annotations
   and detections of other images/categories are dropped.
 - IoU is computed in float64 on [x, y, w, h] exactly as `maskUtils.iou` does; against a crowd ground
   truth the union is the detection's area alone (intersection / area(detection)).
+- `iou_type="segm"`: masks come as polygons (rasterized pixel for pixel like pycocotools'
+  `rleFrPoly`, which needs the image's `height`/`width`), uncompressed RLE or compressed RLE
+  (`rle_encode`/`rle_decode` read and write COCO's string format); IoU counts pixels. As in
+  pycocotools' `loadRes`, when the first result has a `bbox`, every detection's area (for the
+  area ranges) is its bbox w*h, otherwise its mask area. Masks are decoded densely: memory grows
+  with detections x H x W per image and category.
 - a ground truth is ignored when `iscrowd` (an `ignore` key is overwritten by `iscrowd`, as in
   pycocotools) or when its `area` field lies outside the area range (bounds inclusive). The area of a
   ground truth is its `area` field (for COCO the segment area, not w*h); of a detection, w*h.
@@ -26,7 +32,7 @@ Deviations (documented, none change the numbers on input pycocotools accepts): a
 counts as 0 and a missing ground-truth `area` as w*h (pycocotools raises); an empty detection list
 gives 0 AP/AR (pycocotools' loadRes cannot load it). pycocotools mis-treats a ground truth whose
 `id` is 0 (a match to it reads as no match); ids are not used here, so none of that.
-`iouType="segm"` is not implemented: it needs pycocotools' polygon rasterizer.
+`iouType="keypoints"` (OKS) is not implemented.
 """
 
 from typing import Any, Sequence
@@ -53,7 +59,13 @@ def _check_bbox(bbox: Any, where: str) -> list[float]:
     return [float(v) for v in bbox]
 
 
-def _group_ground_truth(ground_truth: dict):
+def _image_sizes(ground_truth: dict) -> dict:
+    return {image["id"]: (image.get("height"), image.get("width")) for image in ground_truth["images"]}
+
+
+def _group_ground_truth(ground_truth: dict, iou_type: str):
+    """{(image_id, category_id): [(geometry, area, crowd)]} in annotation order; geometry is the
+    bbox, or for "segm" a zero-argument function returning the mask (decoded on demand)."""
     if not isinstance(ground_truth, dict):
         raise TypeError(f"ground_truth must be a COCO dataset dict, got {type(ground_truth).__name__}")
     for field in ("images", "annotations", "categories"):
@@ -62,22 +74,33 @@ def _group_ground_truth(ground_truth: dict):
     image_ids = sorted({image["id"] for image in ground_truth["images"]})
     category_ids = sorted({category["id"] for category in ground_truth["categories"]})
     image_set, category_set = set(image_ids), set(category_ids)
+    sizes = _image_sizes(ground_truth)
     grouped: dict[tuple, list] = {}
     for annotation in ground_truth["annotations"]:
         if annotation["image_id"] not in image_set or annotation["category_id"] not in category_set:
             continue
-        bbox = _check_bbox(annotation["bbox"], "ground_truth annotation")
-        area = float(annotation["area"]) if "area" in annotation else bbox[2] * bbox[3]
+        if iou_type == "segm":
+            if "segmentation" not in annotation:
+                raise ValueError(f"iou_type='segm' needs a segmentation in every annotation, got keys {sorted(annotation)}")
+            geometry = _mask_loader(annotation["segmentation"], *sizes[annotation["image_id"]])
+            area = float(annotation["area"]) if "area" in annotation else float(geometry().sum())
+        else:
+            geometry = _check_bbox(annotation["bbox"], "ground_truth annotation")
+            area = float(annotation["area"]) if "area" in annotation else geometry[2] * geometry[3]
         crowd = bool(annotation.get("iscrowd", 0))
         key = (annotation["image_id"], annotation["category_id"])
-        grouped.setdefault(key, []).append((bbox, area, crowd))
+        grouped.setdefault(key, []).append((geometry, area, crowd))
     return image_ids, category_ids, grouped
 
 
-def _group_detections(detections: Sequence[dict], image_ids, category_ids):
+def _group_detections(detections: Sequence[dict], image_ids, category_ids, iou_type: str, sizes: dict):
+    """{(image_id, category_id): [(geometry, score, area)]} in input order."""
     if not isinstance(detections, (list, tuple)):
         raise TypeError(f"detections must be a list of dicts, got {type(detections).__name__}")
     image_set, category_set = set(image_ids), set(category_ids)
+    # pycocotools' loadRes looks at the first result only: if it has a bbox, every area is w*h of
+    # the bbox (also for segm results), otherwise the mask area.
+    area_from_bbox = bool(detections) and bool(detections[0].get("bbox"))
     grouped: dict[tuple, list] = {}
     for detection in detections:
         if detection["image_id"] not in image_set:
@@ -86,9 +109,23 @@ def _group_detections(detections: Sequence[dict], image_ids, category_ids):
             )
         if detection["category_id"] not in category_set:
             continue
-        bbox = _check_bbox(detection["bbox"], "detection")
+        if iou_type == "segm":
+            segmentation = detection.get("segmentation")
+            if segmentation is None and area_from_bbox:
+                x, y, w, h = _check_bbox(detection["bbox"], "detection")
+                segmentation = [[x, y, x, y + h, x + w, y + h, x + w, y]]  # loadRes's box polygon
+            if segmentation is None:
+                raise ValueError(f"iou_type='segm' needs a segmentation in every detection, got keys {sorted(detection)}")
+            geometry = _mask_loader(segmentation, *sizes[detection["image_id"]])
+            area = None if area_from_bbox else float(geometry().sum())
+        else:
+            geometry = _check_bbox(detection["bbox"], "detection")
+            area = None
+        if area is None:
+            bbox = _check_bbox(detection["bbox"], "detection")
+            area = bbox[2] * bbox[3]
         key = (detection["image_id"], detection["category_id"])
-        grouped.setdefault(key, []).append((bbox, float(detection["score"])))
+        grouped.setdefault(key, []).append((geometry, float(detection["score"]), area))
     return grouped
 
 
@@ -115,6 +152,179 @@ def coco_box_iou(detections_xywh: np.ndarray, ground_truth_xywh: np.ndarray, is_
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(overlap, intersection / np.where(overlap, union, 1.0), 0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Masks (iou_type="segm"): COCO's run-length encoding and polygon rasterizer, in numpy
+# ----------------------------------------------------------------------------------------------
+
+
+def _counts_from_string(counts: str) -> list[int]:
+    """COCO's compressed counts: LEB128-like, 5 bits per character (offset 48), sign bit 0x10,
+    continuation bit 0x20; from the fourth count on, each is stored as a difference to the count
+    two before."""
+    values: list[int] = []
+    position = 0
+    while position < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            char = ord(counts[position]) - 48
+            value |= (char & 0x1F) << shift
+            more = bool(char & 0x20)
+            position += 1
+            shift += 5
+            if not more and char & 0x10:
+                value |= -1 << shift  # sign-extend
+        if len(values) > 2:
+            value += values[-2]
+        values.append(value)
+    return values
+
+
+def _counts_to_string(values: Sequence[int]) -> str:
+    """Inverse of `_counts_from_string` (pycocotools `rleToString`)."""
+    chars = []
+    for i, value in enumerate(values):
+        value = int(value) - (int(values[i - 2]) if i > 2 else 0)
+        more = True
+        while more:
+            char = value & 0x1F
+            value >>= 5
+            more = value != -1 if char & 0x10 else value != 0
+            chars.append(chr((char | 0x20 if more else char) + 48))
+    return "".join(chars)
+
+
+def rle_decode(rle: dict) -> np.ndarray:
+    """COCO RLE `{"size": [H, W], "counts": str | bytes | list[int]}` -> `bool[H, W]`.
+
+    Runs alternate 0, 1, 0, ... over the pixels in column-major order, starting with a (possibly
+    empty) run of 0s.
+    """
+    height, width = (int(v) for v in rle["size"])
+    counts = rle["counts"]
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii")
+    values = _counts_from_string(counts) if isinstance(counts, str) else [int(c) for c in counts]
+    if sum(values) != height * width:
+        raise ValueError(f"RLE counts must add up to height * width = {height * width}, got {sum(values)}")
+    flat = np.repeat(np.arange(len(values)) % 2 == 1, values)
+    return flat.reshape(width, height).T
+
+
+def rle_encode(mask) -> dict:
+    """`bool[H, W]` -> compressed COCO RLE `{"size": [H, W], "counts": str}` (pycocotools `encode`)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must have shape [H, W], got {mask.shape}")
+    flat = mask.T.reshape(-1).astype(bool)
+    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    runs = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+    if flat.size and flat[0]:
+        runs = [0] + runs
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": _counts_to_string(runs)}
+
+
+def _c_int(values: np.ndarray) -> np.ndarray:
+    """C's (int) cast of doubles: truncation toward 0, and INT_MIN for NaN (x86 cvttsd2si)."""
+    values = np.asarray(values, np.float64)
+    nan = np.isnan(values)
+    return np.where(nan, -(2**31), np.trunc(np.where(nan, 0, values))).astype(np.int64)
+
+
+def _polygon_toggles(xy: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Flat column-major positions where pycocotools' `rleFrPoly` switches between 0 and 1.
+
+    The polygon is walked at 5x resolution; an up-sampled boundary crossing of a pixel column's
+    centre line toggles that column from the first pixel whose centre lies below the crossing.
+    """
+    scale = 5.0
+    x = _c_int(scale * xy[0::2] + 0.5)
+    y = _c_int(scale * xy[1::2] + 0.5)
+    x, y = np.append(x, x[:1]), np.append(y, y[:1])
+    us, vs = [], []
+    for j in range(len(x) - 1):
+        xs, xe, ys, ye = x[j], x[j + 1], y[j], y[j + 1]
+        dx, dy = abs(xe - xs), abs(ys - ye)
+        flip = (dx >= dy and xs > xe) or (dx < dy and ys > ye)
+        if flip:
+            xs, xe, ys, ye = xe, xs, ye, ys
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if dx >= dy:
+                slope = np.float64(ye - ys) / np.float64(dx)  # NaN for a repeated point, as in C
+                t = np.arange(dx + 1)
+                t = dx - t if flip else t
+                us.append(t + xs)
+                vs.append(_c_int(ys + slope * t + 0.5))
+            else:
+                slope = np.float64(xe - xs) / np.float64(dy)
+                t = np.arange(dy + 1)
+                t = dy - t if flip else t
+                vs.append(t + ys)
+                us.append(_c_int(xs + slope * t + 0.5))
+    u, v = np.concatenate(us), np.concatenate(vs)
+    moved = u[1:] != u[:-1]
+    xd = np.where(u[1:] < u[:-1], u[1:], u[1:] - 1).astype(np.float64)
+    xd = (xd + 0.5) / scale - 0.5
+    keep = moved & (np.floor(xd) == xd) & (xd >= 0) & (xd <= width - 1)
+    yd = np.minimum(v[1:], v[:-1]).astype(np.float64)
+    yd = np.ceil(np.clip((yd + 0.5) / scale - 0.5, 0, height))
+    return xd[keep].astype(np.int64) * height + yd[keep].astype(np.int64)
+
+
+def polygons_to_mask(polygons: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
+    """COCO polygons `[[x1, y1, x2, y2, ...], ...]` -> `bool[H, W]`, their union, pixel for pixel as
+    pycocotools (`frPyObjects` + `merge`). As there, a list whose first entry has exactly 4 numbers
+    is read as boxes [x, y, w, h]."""
+    if height is None or width is None:
+        raise ValueError("polygon segmentations need the image's height and width in ground_truth['images']")
+    polygons = [np.asarray(p, np.float64) for p in polygons]
+    if polygons and polygons[0].size == 4:
+        polygons = [np.array([x, y, x, y + h, x + w, y + h, x + w, y]) for x, y, w, h in polygons]
+    mask = np.zeros(height * width, bool)
+    for polygon in polygons:
+        toggles = _polygon_toggles(polygon, height, width)
+        # A polygon covers the pixels with an odd number of toggles at or before them.
+        mask |= np.cumsum(np.bincount(toggles, minlength=height * width + 1)[: height * width]) % 2 == 1
+    return mask.reshape(width, height).T
+
+
+def _segmentation_to_mask(segmentation, height, width) -> np.ndarray:
+    if isinstance(segmentation, list):
+        return polygons_to_mask(segmentation, height, width)
+    if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
+        return rle_decode(segmentation)
+    raise ValueError(f"segmentation must be polygons or an RLE dict, got {type(segmentation).__name__}")
+
+
+def _mask_loader(segmentation, height, width):
+    """A function returning the decoded mask, decoding at most once."""
+    cache = []
+
+    def load() -> np.ndarray:
+        if not cache:
+            cache.append(_segmentation_to_mask(segmentation, height, width))
+        return cache[0]
+
+    return load
+
+
+def coco_mask_iou(detection_masks: np.ndarray, ground_truth_masks: np.ndarray, is_crowd: np.ndarray) -> np.ndarray:
+    """IoU `[D, G]` of `bool[D, H, W]` and `bool[G, H, W]` masks, as pycocotools' `rleIou`: a crowd's
+    denominator is the detection's area; no intersection gives 0. Exact below 2^24 pixels."""
+    detection_masks, ground_truth_masks = np.asarray(detection_masks), np.asarray(ground_truth_masks)
+    if detection_masks.shape[1:] != ground_truth_masks.shape[1:]:
+        raise ValueError(
+            f"masks of one image must have the same size, got {detection_masks.shape[1:]} and {ground_truth_masks.shape[1:]}"
+        )
+    d = detection_masks.reshape(len(detection_masks), -1).astype(np.float32)
+    g = ground_truth_masks.reshape(len(ground_truth_masks), -1).astype(np.float32)
+    intersection = (d @ g.T).astype(np.float64)  # [D, G], integer counts: exact in float32 below 2^24
+    detection_area = d.sum(axis=1).astype(np.float64)[:, None]  # [D, 1]
+    union = detection_area + g.sum(axis=1).astype(np.float64)[None, :] - intersection
+    union = np.where(np.asarray(is_crowd, bool)[None, :], detection_area, union)
+    overlap = intersection > 0
+    return np.where(overlap, intersection / np.where(overlap, union, 1.0), 0.0)
 
 
 def _match(ious: np.ndarray, gt_ignore: np.ndarray, gt_crowd: np.ndarray):
@@ -146,17 +356,26 @@ def _match(ious: np.ndarray, gt_ignore: np.ndarray, gt_crowd: np.ndarray):
     return det_matched, det_on_ignored
 
 
-def _evaluate_image(gts: list, dets: list, area_ranges, max_detections: int):
+def _iou(dets: list, gts: list, gt_crowd: np.ndarray, iou_type: str) -> np.ndarray:
+    if iou_type == "bbox":
+        det_boxes = np.asarray([d[0] for d in dets], np.float64).reshape(-1, 4)
+        gt_boxes = np.asarray([g[0] for g in gts], np.float64).reshape(-1, 4)
+        return coco_box_iou(det_boxes, gt_boxes, gt_crowd)
+    if not dets or not gts:
+        return np.zeros((len(dets), len(gts)))
+    return coco_mask_iou(np.stack([d[0]() for d in dets]), np.stack([g[0]() for g in gts]), gt_crowd)
+
+
+def _evaluate_image(gts: list, dets: list, area_ranges, max_detections: int, iou_type: str):
     """One image and category, every area range: a list of (scores, matched, ignored, num_gt)."""
-    gt_boxes = np.asarray([g[0] for g in gts], np.float64).reshape(-1, 4)
     gt_areas = np.asarray([g[1] for g in gts], np.float64)
     gt_crowd = np.asarray([g[2] for g in gts], bool)
     det_scores = np.asarray([d[1] for d in dets], np.float64)
     order = np.argsort(-det_scores, kind="mergesort")[:max_detections]
     det_scores = det_scores[order]
-    det_boxes = np.asarray([dets[i][0] for i in order], np.float64).reshape(-1, 4)
-    det_areas = det_boxes[:, 2] * det_boxes[:, 3]
-    ious = coco_box_iou(det_boxes, gt_boxes, gt_crowd)  # [D, G]
+    dets = [dets[i] for i in order]
+    det_areas = np.asarray([d[2] for d in dets], np.float64)
+    ious = _iou(dets, gts, gt_crowd, iou_type)  # [D, G]
     results = []
     for low, high in area_ranges:
         ignore = gt_crowd | (gt_areas < low) | (gt_areas > high)
@@ -200,8 +419,10 @@ def _precision_recall_curve(per_image: list, max_detections: int):
     return precision, recall
 
 
-def coco_precision_recall(ground_truth: dict, detections: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, list]:
-    """pycocotools' `COCOeval.evaluate(); accumulate()` for boxes.
+def coco_precision_recall(
+    ground_truth: dict, detections: Sequence[dict], *, iou_type: str = "bbox"
+) -> tuple[np.ndarray, np.ndarray, list]:
+    """pycocotools' `COCOeval.evaluate(); accumulate()` for boxes (or masks, `iou_type="segm"`).
 
     Returns `(precision [T, R, K, A, M], recall [T, K, A, M], category_ids [K])` with T = 10 IoU
     thresholds, R = 101 recall thresholds, K categories (sorted ids), A = 4 area ranges
@@ -209,8 +430,10 @@ def coco_precision_recall(ground_truth: dict, detections: Sequence[dict]) -> tup
     non-ignored ground truth. Per-category AP is `precision[:, :, k, 0, 2]` averaged over its
     values > -1.
     """
-    image_ids, category_ids, gt_grouped = _group_ground_truth(ground_truth)
-    det_grouped = _group_detections(detections, image_ids, category_ids)
+    if iou_type not in ("bbox", "segm"):
+        raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
+    image_ids, category_ids, gt_grouped = _group_ground_truth(ground_truth, iou_type)
+    det_grouped = _group_detections(detections, image_ids, category_ids, iou_type, _image_sizes(ground_truth))
     shape = (len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(category_ids), len(AREA_RANGES), len(MAX_DETECTIONS))
     precision = -np.ones(shape)
     recall = -np.ones((shape[0],) + shape[2:])
@@ -221,7 +444,7 @@ def coco_precision_recall(ground_truth: dict, detections: Sequence[dict]) -> tup
             dets = det_grouped.get((image_id, category_id), [])
             if not gts and not dets:
                 continue
-            for a, result in enumerate(_evaluate_image(gts, dets, AREA_RANGES, MAX_DETECTIONS[-1])):
+            for a, result in enumerate(_evaluate_image(gts, dets, AREA_RANGES, MAX_DETECTIONS[-1], iou_type)):
                 per_area[a].append(result)
         for a in range(len(AREA_RANGES)):
             for m, max_detections in enumerate(MAX_DETECTIONS):
@@ -272,19 +495,18 @@ def coco_evaluate(ground_truth: dict, detections: Sequence[dict], *, iou_type: s
     """COCO detection metrics, equal to pycocotools `COCOeval(gt, gt.loadRes(dets), "bbox")`.
 
     Args:
-      ground_truth: COCO dataset dict: `images` [{"id"}], `categories` [{"id"}], `annotations`
-        [{"image_id", "category_id", "bbox": [x, y, w, h], "area", "iscrowd"}].
-      detections: list of {"image_id", "category_id", "bbox": [x, y, w, h], "score"}; every
-        image_id must be one of ground_truth's images.
-      iou_type: only "bbox".
+      ground_truth: COCO dataset dict: `images` [{"id"} (+ "height", "width" for polygons)],
+        `categories` [{"id"}], `annotations` [{"image_id", "category_id", "bbox": [x, y, w, h]
+        (or "segmentation" for segm), "area", "iscrowd"}].
+      detections: list of {"image_id", "category_id", "bbox": [x, y, w, h] (or "segmentation":
+        RLE for segm), "score"}; every image_id must be one of ground_truth's images.
+      iou_type: "bbox" or "segm".
 
     Returns:
       `{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"}` as
       floats, -1 where no category has ground truth for that setting (as `COCOeval.stats`).
     """
-    if iou_type != "bbox":
-        raise ValueError(f"iou_type must be 'bbox' (segm needs pycocotools' rasterizer), got {iou_type!r}")
-    precision, recall, _ = coco_precision_recall(ground_truth, detections)
+    precision, recall, _ = coco_precision_recall(ground_truth, detections, iou_type=iou_type)
     return coco_summarize(precision, recall)
 
 
@@ -307,8 +529,17 @@ def _xyxy_to_coco(box: np.ndarray) -> list[float]:
     return [x1, y1, x2 - x1, y2 - y1]
 
 
+def _check_masks(masks, shape: tuple) -> np.ndarray | None:
+    if masks is None:
+        return None
+    masks = np.asarray(masks)
+    if masks.ndim != 4 or masks.shape[:2] != shape:
+        raise ValueError(f"masks must have shape {shape} + [H, W], got {masks.shape}")
+    return masks.astype(bool)
+
+
 def create_coco_detections(
-    image_ids, boxes, scores, labels, valid, *, category_ids: Sequence[int]
+    image_ids, boxes, scores, labels, valid, *, category_ids: Sequence[int], masks=None
 ) -> list[dict]:
     """Padded detector outputs -> the detection list `coco_evaluate` (and pycocotools) takes.
 
@@ -319,6 +550,8 @@ def create_coco_detections(
       labels: `int[B, N]` in [0, len(category_ids)); label i becomes `category_ids[i]`.
       valid: `bool[B, N]`; padded entries are dropped.
       category_ids: the COCO category id of each label (e.g. `range(num_classes)`).
+      masks: optional `bool[B, N, H, W]` instance masks, stored as compressed RLE `segmentation`
+        for `iou_type="segm"`.
     """
     image_ids = _check_padded("image_ids", image_ids, 1)
     batch = image_ids.shape
@@ -329,6 +562,7 @@ def create_coco_detections(
     scores = _check_padded("scores", scores, 2, detections_shape)
     labels = _check_padded("labels", labels, 2, detections_shape)
     valid = _check_padded("valid", valid, 2, detections_shape)
+    masks = _check_masks(masks, detections_shape)
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"labels must be integers, got {labels.dtype}")
     category_ids = list(category_ids)
@@ -336,19 +570,20 @@ def create_coco_detections(
         raise ValueError(f"valid labels must lie in [0, {len(category_ids)}), got {np.unique(labels[valid])}")
     results = []
     for b, n in zip(*np.nonzero(valid)):
-        results.append(
-            {
-                "image_id": int(image_ids[b]),
-                "category_id": category_ids[int(labels[b, n])],
-                "bbox": _xyxy_to_coco(boxes[b, n]),
-                "score": float(scores[b, n]),
-            }
-        )
+        result = {
+            "image_id": int(image_ids[b]),
+            "category_id": category_ids[int(labels[b, n])],
+            "bbox": _xyxy_to_coco(boxes[b, n]),
+            "score": float(scores[b, n]),
+        }
+        if masks is not None:
+            result["segmentation"] = rle_encode(masks[b, n])
+        results.append(result)
     return results
 
 
 def create_coco_ground_truth(
-    image_ids, boxes, labels, valid, *, category_ids: Sequence[int], is_crowd=None, areas=None
+    image_ids, boxes, labels, valid, *, category_ids: Sequence[int], is_crowd=None, areas=None, masks=None
 ) -> dict:
     """Padded ground truth -> a COCO dataset dict for `coco_evaluate` (and pycocotools).
 
@@ -359,8 +594,10 @@ def create_coco_ground_truth(
       category_ids: every category of the dataset (categories without boxes still count: their AP
         is -1 and left out, as in COCO).
       is_crowd: optional `bool[B, N]` (default False).
-      areas: optional `float[B, N]` object areas for the small/medium/large split (default the box
-        area; COCO uses the segment area).
+      areas: optional `float[B, N]` object areas for the small/medium/large split (default the mask
+        area when masks are given, else the box area; COCO uses the segment area).
+      masks: optional `bool[B, N, H, W]` instance masks, stored as compressed RLE `segmentation`
+        (and the images get their height and width) for `iou_type="segm"`.
     Annotation ids are 1, 2, ... (pycocotools cannot use the id 0).
     """
     image_ids = _check_padded("image_ids", image_ids, 1)
@@ -371,25 +608,31 @@ def create_coco_ground_truth(
     labels = _check_padded("labels", labels, 2, shape)
     valid = _check_padded("valid", valid, 2, shape)
     is_crowd = np.zeros(shape, bool) if is_crowd is None else _check_padded("is_crowd", is_crowd, 2, shape)
+    masks = _check_masks(masks, shape)
     category_ids = list(category_ids)
     if np.any(valid & ((labels < 0) | (labels >= len(category_ids)))):
         raise ValueError(f"valid labels must lie in [0, {len(category_ids)}), got {np.unique(labels[valid])}")
     annotations = []
     for b, n in zip(*np.nonzero(valid)):
         bbox = _xyxy_to_coco(boxes[b, n])
-        area = bbox[2] * bbox[3] if areas is None else float(np.asarray(areas)[b, n])
-        annotations.append(
-            {
-                "id": len(annotations) + 1,
-                "image_id": int(image_ids[b]),
-                "category_id": category_ids[int(labels[b, n])],
-                "bbox": bbox,
-                "area": area,
-                "iscrowd": int(bool(is_crowd[b, n])),
-            }
-        )
+        if areas is not None:
+            area = float(np.asarray(areas)[b, n])
+        else:
+            area = float(masks[b, n].sum()) if masks is not None else bbox[2] * bbox[3]
+        annotation = {
+            "id": len(annotations) + 1,
+            "image_id": int(image_ids[b]),
+            "category_id": category_ids[int(labels[b, n])],
+            "bbox": bbox,
+            "area": area,
+            "iscrowd": int(bool(is_crowd[b, n])),
+        }
+        if masks is not None:
+            annotation["segmentation"] = rle_encode(masks[b, n])
+        annotations.append(annotation)
+    size = {} if masks is None else {"height": int(masks.shape[2]), "width": int(masks.shape[3])}
     return {
-        "images": [{"id": int(i)} for i in image_ids],
+        "images": [{"id": int(i), **size} for i in image_ids],
         "annotations": annotations,
         "categories": [{"id": c} for c in category_ids],
     }

@@ -10,6 +10,8 @@ import pytest
 from jaxvision.metrics import coco
 
 pycocotools_coco = pytest.importorskip("pycocotools.coco")
+# pycocotools' mask.decode predates numpy 2's copy keyword.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 pycocotools_cocoeval = pytest.importorskip("pycocotools.cocoeval")
 
 
@@ -220,7 +222,7 @@ def test_input_checks():
     with pytest.raises(ValueError, match="image_id 99"):
         coco.coco_evaluate(ground_truth, [{"image_id": 99, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}])
     with pytest.raises(ValueError, match="iou_type"):
-        coco.coco_evaluate(ground_truth, detections, iou_type="segm")
+        coco.coco_evaluate(ground_truth, detections, iou_type="keypoints")
     with pytest.raises(ValueError, match=r"boxes must have shape \[B, N, 4\]"):
         coco.create_coco_detections([1], np.zeros((1, 2, 5)), np.zeros((1, 2)), np.zeros((1, 2), int),
                                     np.ones((1, 2), bool), category_ids=[1])
@@ -241,3 +243,133 @@ def test_only_best_100_detections_per_image_and_category_count():
     assert coco.coco_evaluate(ground_truth, misses[1:] + [hit])["AR100"] == 1.0
     for detections in (misses + [hit], misses[1:] + [hit]):
         np.testing.assert_allclose(ours(ground_truth, detections), pycocotools_stats(ground_truth, detections), atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------
+# Masks (iou_type="segm")
+# ------------------------------------------------------------------------------------------------
+
+pycocotools_mask = pytest.importorskip("pycocotools.mask")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_polygon_rasterizer_and_rle_match_pycocotools(seed):
+    rng = np.random.default_rng(seed)
+    for trial in range(150):
+        height, width = (int(v) for v in rng.integers(1, 40, size=2))
+        points = rng.uniform(-5, max(height, width) + 5, size=(int(rng.integers(3, 9)), 2))
+        if trial % 3 == 0:
+            points = np.round(points * 2) / 2  # vertices on pixel centres and edges
+        if trial % 5 == 0:
+            points[2] = points[1]  # a repeated vertex
+        polygons = [points.ravel().tolist(), rng.uniform(0, max(height, width), size=8).tolist()][: 1 + trial % 2]
+        expected = pycocotools_mask.decode(pycocotools_mask.merge(pycocotools_mask.frPyObjects(polygons, height, width)))
+        np.testing.assert_array_equal(coco.polygons_to_mask(polygons, height, width), expected.astype(bool))
+        mask = rng.uniform(size=(height, width)) < rng.uniform()
+        rle = pycocotools_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+        assert coco.rle_encode(mask)["counts"] == rle["counts"].decode()
+        np.testing.assert_array_equal(coco.rle_decode(rle), mask)
+    boxes = [[2.5, 3.0, 10.0, 4.0]]  # pycocotools reads 4-number "polygons" as boxes
+    np.testing.assert_array_equal(
+        coco.polygons_to_mask(boxes, 12, 15),
+        pycocotools_mask.decode(pycocotools_mask.frPyObjects(np.asarray(boxes), 12, 15))[..., 0].astype(bool),
+    )
+
+
+def random_polygon(rng, width, height):
+    centre = rng.uniform([0, 0], [width, height])
+    radius = np.exp(rng.uniform(np.log(2.0), np.log(120.0)))
+    angles = np.sort(rng.uniform(0, 2 * np.pi, size=int(rng.integers(3, 9))))
+    radii = radius * rng.uniform(0.5, 1.0, size=angles.size)
+    return np.stack([centre[0] + radii * np.cos(angles), centre[1] + radii * np.sin(angles)], axis=1)
+
+
+def random_segm_dataset(seed: int, *, with_bbox: bool):
+    """Polygon ground truth, uncompressed-RLE crowds, compressed-RLE detections (COCO's formats)."""
+    rng = np.random.default_rng(seed)
+    images, annotations, detections = [], [], []
+    for image_id in range(1, 6):
+        height, width = (int(v) for v in rng.integers(80, 200, size=2))
+        images.append({"id": image_id, "height": height, "width": width})
+        for category_id in (1, 2):
+            for _ in range(int(rng.integers(0, 4))):
+                points = random_polygon(rng, width, height)
+                crowd = rng.uniform() < 0.15
+                mask = coco.polygons_to_mask([points.ravel().tolist()], height, width)
+                if crowd:
+                    flat = mask.T.reshape(-1)
+                    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+                    counts = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+                    segmentation = {"size": [height, width], "counts": ([0] if flat[0] else []) + counts}
+                else:
+                    segmentation = [points.ravel().tolist()]
+                annotations.append({
+                    "id": len(annotations) + 1, "image_id": image_id, "category_id": category_id,
+                    "segmentation": segmentation, "area": float(mask.sum()) * float(rng.uniform(0.8, 1.0)),
+                    "bbox": [0.0, 0.0, 1.0, 1.0], "iscrowd": int(crowd),
+                })
+                for _ in range(int(rng.integers(0, 3)) + 2 * crowd):
+                    jittered = points + rng.normal(0, 2.0, size=points.shape)
+                    detections.append((image_id, category_id, coco.polygons_to_mask([jittered.ravel().tolist()], height, width)))
+            for _ in range(int(rng.integers(0, 3))):
+                false_mask = coco.polygons_to_mask([random_polygon(rng, width, height).ravel().tolist()], height, width)
+                detections.append((image_id, category_id, false_mask))
+    results = []
+    for image_id, category_id, mask in detections:
+        result = {"image_id": image_id, "category_id": category_id, "segmentation": coco.rle_encode(mask),
+                  "score": float(rng.uniform())}
+        if with_bbox:
+            ys, xs = np.nonzero(mask)
+            result["bbox"] = [float(xs.min()), float(ys.min()), float(np.ptp(xs) + 1), float(np.ptp(ys) + 1)] if xs.size else [0.0, 0.0, 0.0, 0.0]
+        results.append(result)
+    ground_truth = {"images": images, "annotations": annotations, "categories": [{"id": 1}, {"id": 2}]}
+    return ground_truth, results
+
+
+def pycocotools_segm_stats(ground_truth, detections):
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = pycocotools_coco.COCO()
+        gt.dataset = copy.deepcopy(ground_truth)
+        gt.createIndex()
+        dt = gt.loadRes(copy.deepcopy(detections))
+        evaluator = pycocotools_cocoeval.COCOeval(gt, dt, "segm")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return np.asarray(evaluator.stats)
+
+
+@pytest.mark.parametrize("seed,with_bbox", [(0, False), (1, False), (2, True), (3, True)])
+def test_segm_matches_pycocotools(seed, with_bbox):
+    ground_truth, detections = random_segm_dataset(seed, with_bbox=with_bbox)
+    result = coco.coco_evaluate(ground_truth, detections, iou_type="segm")
+    got = np.asarray([result[name] for name in coco.METRIC_NAMES])
+    np.testing.assert_allclose(got, pycocotools_segm_stats(ground_truth, detections), rtol=0, atol=1e-6)
+
+
+def test_array_front_end_with_masks():
+    rng = np.random.default_rng(7)
+    num_images, max_objects, height, width = 2, 3, 40, 50
+    gt_masks = np.zeros((num_images, max_objects, height, width), bool)
+    det_masks = np.zeros((num_images, max_objects + 1, height, width), bool)
+    for b in range(num_images):
+        for n in range(max_objects):
+            gt_masks[b, n] = coco.polygons_to_mask([random_polygon(rng, width, height).ravel().tolist()], height, width)
+            det_masks[b, n] = gt_masks[b, n] ^ (rng.uniform(size=(height, width)) < 0.05)
+        det_masks[b, -1, :5, :5] = True
+    boxes = np.tile(np.array([0, 0, 10, 10], np.float32), (num_images, max_objects, 1))
+    gt_valid = np.array([[True, True, False], [True, True, True]])
+    labels = np.array([[0, 1, 0], [1, 1, 0]], np.int32)
+    ground_truth = coco.create_coco_ground_truth(
+        [3, 4], boxes, labels, gt_valid, category_ids=[5, 6], masks=gt_masks
+    )
+    assert ground_truth["images"][0] == {"id": 3, "height": height, "width": width}
+    detections = coco.create_coco_detections(
+        [3, 4], np.concatenate([boxes, boxes[:, :1]], axis=1), rng.uniform(size=(2, 4)),
+        np.concatenate([labels, labels[:, :1]], axis=1), np.ones((2, 4), bool), category_ids=[5, 6], masks=det_masks,
+    )
+    np.testing.assert_array_equal(coco.rle_decode(detections[0]["segmentation"]), det_masks[0, 0])
+    result = coco.coco_evaluate(ground_truth, detections, iou_type="segm")
+    got = np.asarray([result[name] for name in coco.METRIC_NAMES])
+    np.testing.assert_allclose(got, pycocotools_segm_stats(ground_truth, detections), rtol=0, atol=1e-6)
+    assert result["AP50"] > 0.5
