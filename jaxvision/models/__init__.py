@@ -13,13 +13,52 @@ from typing import Any, Callable
 
 import flax.linen as nn
 
-from jaxvision.models import lenet, linear
+from jaxvision.models import alexnet, densenet, googlenet, lenet, linear, nin, resnet, vgg, vit
+from jaxvision.models.summary import LayerSummary, summary
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "linear": linear.LinearClassifier,
     "mlp": linear.TwoLayerMLP,
     "lenet5": lenet.lenet5,
     "lenet5_table": lenet.lenet5_table,
+    "alexnet": alexnet.alexnet,
+    "alexnet_227": alexnet.alexnet_227,
+    "vgg11": vgg.vgg11,
+    "vgg13": vgg.vgg13,
+    "vgg16": vgg.vgg16,
+    "vgg19": vgg.vgg19,
+    "vgg11_bn": vgg.vgg11_bn,
+    "vgg13_bn": vgg.vgg13_bn,
+    "vgg16_bn": vgg.vgg16_bn,
+    "vgg19_bn": vgg.vgg19_bn,
+    "nin": nin.nin,
+    "googlenet": googlenet.googlenet,
+    "googlenet_aux": googlenet.googlenet_aux,
+    "resnet18": resnet.resnet18,
+    "resnet34": resnet.resnet34,
+    "resnet50": resnet.resnet50,
+    "resnet101": resnet.resnet101,
+    "resnet152": resnet.resnet152,
+    "resnet50d": resnet.resnet50d,
+    "se_resnet50": resnet.se_resnet50,
+    "resnext50_32x4d": resnet.resnext50_32x4d,
+    "resnext101_32x8d": resnet.resnext101_32x8d,
+    "wide_resnet50_2": resnet.wide_resnet50_2,
+    "resnet18_cifar": resnet.resnet18_cifar,
+    "resnet20": resnet.resnet20,
+    "resnet56": resnet.resnet56,
+    "densenet121": densenet.densenet121,
+    "densenet169": densenet.densenet169,
+    "densenet201": densenet.densenet201,
+    "vit_ti_16": vit.vit_ti_16,
+    "vit_ti_32": vit.vit_ti_32,
+    "vit_s_16": vit.vit_s_16,
+    "vit_s_32": vit.vit_s_32,
+    "vit_b_16": vit.vit_b_16,
+    "vit_b_32": vit.vit_b_32,
+    "vit_l_16": vit.vit_l_16,
+    "vit_l_32": vit.vit_l_32,
+    "vit_cifar": vit.vit_cifar,
 }
 
 

@@ -1,0 +1,200 @@
+"""Building blocks shared by the classification models.
+
+Pooling is wrapped in parameter-free modules (rather than called as `nn.max_pool`) so that each
+pool has a name: `jaxvision.models.summary` records it as a row of the per-layer table, as the
+course's tables list `pool1`, `pool2`, ...
+
+Padding is always explicit and symmetric, as PyTorch pads, so that ported torchvision weights give
+the same outputs (flax's "SAME" pads stride-2 layers asymmetrically).
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def _pads(size: int, window: int, stride: int, padding: int, ceil_mode: bool) -> tuple[int, int]:
+    """(low, high) padding of one spatial axis, reproducing PyTorch's `ceil_mode` output size."""
+    span = size + 2 * padding - window
+    if ceil_mode:
+        num_out = -(-span // stride) + 1
+        # PyTorch drops a last window that would start inside the right padding only.
+        if (num_out - 1) * stride >= size + padding:
+            num_out -= 1
+    else:
+        num_out = span // stride + 1
+    high = max((num_out - 1) * stride + window - size - padding, 0)
+    return padding, high
+
+
+class MaxPool(nn.Module):
+    """Max-pooling over `window`x`window` windows (PyTorch `MaxPool2d` semantics, NHWC input)."""
+
+    window: int
+    stride: int
+    padding: int = 0
+    ceil_mode: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        pads = tuple(
+            _pads(size, self.window, self.stride, self.padding, self.ceil_mode) for size in x.shape[1:3]
+        )
+        # nn.max_pool pads with -inf, so padded cells never win.
+        return nn.max_pool(x, (self.window, self.window), (self.stride, self.stride), pads)
+
+
+class AvgPool(nn.Module):
+    """Average-pooling (PyTorch `AvgPool2d` with `count_include_pad`, NHWC input)."""
+
+    window: int
+    stride: int
+    padding: int = 0
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+
+    @nn.compact
+    def __call__(self, x):
+        pads = tuple(
+            _pads(size, self.window, self.stride, self.padding, self.ceil_mode) for size in x.shape[1:3]
+        )
+        return nn.avg_pool(
+            x,
+            (self.window, self.window),
+            (self.stride, self.stride),
+            pads,
+            count_include_pad=self.count_include_pad,
+        )
+
+
+class AdaptiveAvgPool(nn.Module):
+    """PyTorch `AdaptiveAvgPool2d(output_size)`: bin i spans [floor(i*H/out), ceil((i+1)*H/out)).
+
+    When H is a multiple of `output_size` this is a plain average pool; when the input already has
+    the output size it is the identity (the case at the classifiers' training size).
+    """
+
+    output_size: int
+
+    @nn.compact
+    def __call__(self, x):
+        height, width = x.shape[1:3]
+        out = self.output_size
+        if height == out and width == out:
+            return x
+        if height % out == 0 and width % out == 0:
+            window = (height // out, width // out)
+            return nn.avg_pool(x, window, window)
+        if out % height == 0 and out % width == 0:
+            # Every bin covers exactly one input cell.
+            x = jnp.repeat(x, out // height, axis=1)
+            return jnp.repeat(x, out // width, axis=2)  # [N, out, out, C]
+        rows = []
+        for i in range(out):
+            top, bottom = (i * height) // out, -(-((i + 1) * height) // out)
+            cols = []
+            for j in range(out):
+                left, right = (j * width) // out, -(-((j + 1) * width) // out)
+                cols.append(jnp.mean(x[:, top:bottom, left:right, :], axis=(1, 2)))
+            rows.append(jnp.stack(cols, axis=1))  # [N, out, C]
+        return jnp.stack(rows, axis=1)  # [N, out, out, C]
+
+
+class GlobalAvgPool(nn.Module):
+    """Mean over the spatial axes: `[N, H, W, C] -> [N, C]`."""
+
+    @nn.compact
+    def __call__(self, x):
+        return jnp.mean(x, axis=(1, 2))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016): zero a whole residual branch per example.
+
+    Surviving branches are scaled by 1/(1-rate) so eval needs no rescaling (timm's `drop_path`).
+    Draws from the 'dropout' rng only when `train` and `rate > 0`.
+    """
+
+    rate: float
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        if not train or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        mask = jax.random.bernoulli(self.make_rng("dropout"), keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+        return jnp.where(mask, x / keep, jnp.zeros_like(x))
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation (Hu et al. 2018): channel gates from globally pooled features.
+
+    `fc1` reduces to `max(1, channels // reduction)` with ReLU, `fc2` restores with a sigmoid; both
+    are 1x1 convolutions with bias, as timm's SE-ResNets.
+    """
+
+    reduction: int = 16
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        channels = x.shape[-1]
+        squeezed = jnp.mean(x, axis=(1, 2), keepdims=True)  # [N, 1, 1, C]
+        hidden = max(1, channels // self.reduction)
+        gate = nn.relu(nn.Conv(hidden, (1, 1), dtype=self.dtype, name="fc1")(squeezed))
+        gate = nn.sigmoid(nn.Conv(channels, (1, 1), dtype=self.dtype, name="fc2")(gate))
+        return x * gate
+
+
+def torch_conv_init(scale: float = 2.0):
+    """He-normal fan-out init, as torchvision's ResNet/VGG convs (`kaiming_normal_`, mode fan_out)."""
+    return nn.initializers.variance_scaling(scale, "fan_out", "normal")
+
+
+
+def fully_connected(
+    features: int, *, window: int, fully_convolutional: bool, dtype: Any, name: str
+) -> nn.Module:
+    """A classifier-head layer: `nn.Dense`, or its convolutional form (OverFeat / FCN).
+
+    The convolutional form is an `nn.Conv` whose `window`x`window` kernel covers exactly the
+    features the Dense layer saw flattened (the first head layer), or a 1x1 conv (`window=1`, the
+    later ones). Its kernel is the Dense kernel reshaped: see `jaxvision.models.convolutionize`.
+    """
+    if fully_convolutional:
+        return nn.Conv(features, (window, window), padding="VALID", dtype=dtype, name=name)
+    return nn.Dense(features, dtype=dtype, name=name)
+
+
+def batch_norm(train: bool, dtype: Any, name: str, *, epsilon: float = 1e-5, zero_init: bool = False):
+    """BatchNorm with PyTorch's defaults (flax momentum 0.9 = PyTorch 0.1); statistics stay float32.
+
+    `zero_init=True` starts the scale at 0 (the last BN of a residual branch, Goyal et al. 2017).
+    """
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=0.9,
+        epsilon=epsilon,
+        scale_init=nn.initializers.zeros if zero_init else nn.initializers.ones,
+        dtype=dtype,
+        name=name,
+    )
+
+
+def conv_no_bias(
+    features: int, kernel: int, stride: int, dtype: Any, name: str, *, groups: int = 1, kernel_init=None
+) -> nn.Conv:
+    """A kxk conv with PyTorch's symmetric padding k//2 and no bias (a BatchNorm follows)."""
+    return nn.Conv(
+        features,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=kernel // 2,
+        feature_group_count=groups,
+        use_bias=False,
+        kernel_init=kernel_init or torch_conv_init(),
+        dtype=dtype,
+        name=name,
+    )

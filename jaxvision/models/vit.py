@@ -1,0 +1,164 @@
+"""Vision Transformer (Dosovitskiy et al., "An image is worth 16x16 words", ICLR 2021), laid out
+as torchvision's `vit_b_16`: a patch-embedding conv, a class token, a learned position embedding,
+pre-norm encoder blocks (LayerNorm eps 1e-6, multi-head self-attention, GELU MLP), a final
+LayerNorm and a linear head on the class token. Parameter counts equal torchvision's
+(vit_b_16: 86,567,656 at 1,000 classes).
+
+The attention is written out (not `nn.MultiHeadDotProductAttention`) so that every block's map is
+returned: `features["attention"]` is `float32[N, depth, heads, T, T]` with T = 1 + number of
+patches (index 0 is the class token).
+
+Names: conv_proj, class_token, pos_embedding, encoder_layer_{i}/ln_1, .../self_attention/in_proj
+(torchvision's packed `in_proj_weight`/`in_proj_bias`, q|k|v on the output axis),
+.../self_attention/out_proj, .../ln_2, .../mlp_fc1, .../mlp_fc2 (torchvision `mlp.0`/`mlp.3`),
+encoder_ln, head.
+Features: "stem" (tokens after the position embedding, `[N, T, D]`), "stage1".."stage4" (patch
+tokens after blocks depth/4, depth/2, 3*depth/4 and depth, as `[N, h, w, D]` maps for dense heads),
+"pre_logits" (normalised class token), "attention".
+"""
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+_dense = functools.partial(
+    nn.Dense, kernel_init=nn.initializers.xavier_uniform(), bias_init=nn.initializers.normal(1e-6)
+)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Scaled dot-product self-attention over `[N, T, D]` tokens; returns `(out, weights)`.
+
+    `weights` is `float32[N, heads, T, T]`; the softmax runs in float32 whatever `dtype` is.
+    """
+
+    num_heads: int
+    dropout_rate: float = 0.0
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        batch, tokens, dim = x.shape
+        if dim % self.num_heads:
+            raise ValueError(f"token dim {dim} is not divisible by num_heads={self.num_heads}")
+        head_dim = dim // self.num_heads
+        qkv = _dense(3 * dim, dtype=self.dtype, name="in_proj")(x)  # [N, T, 3D]
+        qkv = qkv.reshape((batch, tokens, 3, self.num_heads, head_dim))  # [N, T, 3, H, Dh]
+        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [N, T, H, Dh]
+        logits = jnp.einsum("nqhd,nkhd->nhqk", query, key) / jnp.sqrt(head_dim).astype(self.dtype)
+        weights = nn.softmax(logits.astype(jnp.float32), axis=-1)  # [N, H, T, T]
+        dropped = nn.Dropout(self.dropout_rate, deterministic=not train)(weights)
+        out = jnp.einsum("nhqk,nkhd->nqhd", dropped.astype(self.dtype), value)  # [N, T, H, Dh]
+        out = out.reshape((batch, tokens, dim))
+        return _dense(dim, dtype=self.dtype, name="out_proj")(out), weights
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm transformer block: x + MHSA(LN(x)), then x + MLP(LN(x))."""
+
+    num_heads: int
+    mlp_dim: int
+    dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="ln_1")(x)
+        y, weights = MultiHeadSelfAttention(
+            self.num_heads, self.attention_dropout_rate, dtype=self.dtype, name="self_attention"
+        )(y, train=train)
+        x = x + nn.Dropout(self.dropout_rate, deterministic=not train)(y)
+        y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="ln_2")(x)
+        y = nn.gelu(_dense(self.mlp_dim, dtype=self.dtype, name="mlp_fc1")(y), approximate=False)
+        y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
+        y = _dense(x.shape[-1], dtype=self.dtype, name="mlp_fc2")(y)
+        return x + nn.Dropout(self.dropout_rate, deterministic=not train)(y), weights
+
+
+class VisionTransformer(nn.Module):
+    """ViT. Input `float32[N, image_size, image_size, 3]`; returns `(logits float32[N, num_classes], features)`."""
+
+    num_classes: int
+    image_size: int = 224
+    patch_size: int = 16
+    hidden_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_dim: int = 3072
+    dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, images, *, train: bool):
+        if images.shape[1:3] != (self.image_size, self.image_size):
+            raise ValueError(
+                f"images must be {self.image_size}x{self.image_size} (the position embedding's size), "
+                f"got {images.shape}"
+            )
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.depth < 4:
+            raise ValueError(f"depth must be >= 4 (features has four stages), got {self.depth}")
+        features = {}
+        patch = self.patch_size
+        x = nn.Conv(
+            self.hidden_dim,
+            (patch, patch),
+            strides=(patch, patch),
+            padding="VALID",
+            kernel_init=nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
+            dtype=self.dtype,
+            name="conv_proj",
+        )(images.astype(self.dtype))
+        batch, grid_h, grid_w, dim = x.shape
+        x = x.reshape((batch, grid_h * grid_w, dim))  # [N, P, D]
+        class_token = self.param("class_token", nn.initializers.zeros, (1, 1, dim))
+        x = jnp.concatenate([jnp.broadcast_to(class_token, (batch, 1, dim)).astype(x.dtype), x], axis=1)
+        pos_embedding = self.param(
+            "pos_embedding", nn.initializers.normal(0.02), (1, grid_h * grid_w + 1, dim)
+        )
+        x = x + pos_embedding.astype(x.dtype)  # [N, T, D]
+        x = features["stem"] = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        stage_ends = {(self.depth * k) // 4: k for k in range(1, 5)}
+        attention = []
+        for i in range(self.depth):
+            x, weights = EncoderBlock(
+                self.num_heads,
+                self.mlp_dim,
+                self.dropout_rate,
+                self.attention_dropout_rate,
+                dtype=self.dtype,
+                name=f"encoder_layer_{i}",
+            )(x, train=train)
+            attention.append(weights)
+            if i + 1 in stage_ends:
+                features[f"stage{stage_ends[i + 1]}"] = x[:, 1:].reshape((batch, grid_h, grid_w, dim))
+        x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="encoder_ln")(x)
+        x = features["pre_logits"] = x[:, 0]
+        features["attention"] = jnp.stack(attention, axis=1)  # [N, depth, H, T, T]
+        logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, dtype=self.dtype, name="head")(x)
+        return logits.astype(jnp.float32), features
+
+
+_tiny = dict(hidden_dim=192, depth=12, num_heads=3, mlp_dim=768)
+_small = dict(hidden_dim=384, depth=12, num_heads=6, mlp_dim=1536)
+_base = dict(hidden_dim=768, depth=12, num_heads=12, mlp_dim=3072)
+_large = dict(hidden_dim=1024, depth=24, num_heads=16, mlp_dim=4096)
+
+vit_ti_16 = functools.partial(VisionTransformer, patch_size=16, **_tiny)
+vit_ti_32 = functools.partial(VisionTransformer, patch_size=32, **_tiny)
+vit_s_16 = functools.partial(VisionTransformer, patch_size=16, **_small)
+vit_s_32 = functools.partial(VisionTransformer, patch_size=32, **_small)
+vit_b_16 = functools.partial(VisionTransformer, patch_size=16, **_base)
+vit_b_32 = functools.partial(VisionTransformer, patch_size=32, **_base)
+vit_l_16 = functools.partial(VisionTransformer, patch_size=16, **_large)
+vit_l_32 = functools.partial(VisionTransformer, patch_size=32, **_large)
+# For 32x32 CIFAR images: 8x8 = 64 patches of 4x4, 7 blocks of width 192 (2,103,562 parameters
+# at 10 classes), in the spirit of Hassani et al. 2021's ViT-Lite-7/4.
+vit_cifar = functools.partial(
+    VisionTransformer, image_size=32, patch_size=4, hidden_dim=192, depth=7, num_heads=3, mlp_dim=384
+)

@@ -1,0 +1,42 @@
+"""Pooling layers against PyTorch's (ceil_mode, padding, adaptive bins)."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxvision.models import layers
+
+torch = pytest.importorskip("torch")
+
+
+def _to_torch(x):
+    return torch.from_numpy(np.asarray(x)).permute(0, 3, 1, 2)  # NHWC -> NCHW
+
+
+def _from_torch(t):
+    return t.permute(0, 2, 3, 1).numpy()
+
+
+@pytest.mark.parametrize("size", [13, 14, 15, 28])
+@pytest.mark.parametrize("window,stride,padding,ceil_mode", [(3, 2, 0, True), (3, 2, 1, False), (2, 2, 0, True), (3, 1, 1, True)])
+def test_max_pool_matches_torch(size, window, stride, padding, ceil_mode):
+    x = np.random.default_rng(0).normal(size=(1, size, size + 1, 2)).astype(np.float32)
+    ours = layers.MaxPool(window, stride, padding, ceil_mode).apply({}, jnp.asarray(x))
+    theirs = torch.nn.functional.max_pool2d(_to_torch(x), window, stride, padding, ceil_mode=ceil_mode)
+    np.testing.assert_array_equal(np.asarray(ours), _from_torch(theirs))
+
+
+@pytest.mark.parametrize("size", [7, 9, 10])
+def test_avg_pool_ceil_without_padding_count_matches_torch(size):
+    x = np.random.default_rng(1).normal(size=(1, size, size, 2)).astype(np.float32)
+    ours = layers.AvgPool(2, 2, ceil_mode=True, count_include_pad=False).apply({}, jnp.asarray(x))
+    theirs = torch.nn.functional.avg_pool2d(_to_torch(x), 2, 2, ceil_mode=True, count_include_pad=False)
+    np.testing.assert_allclose(np.asarray(ours), _from_torch(theirs), rtol=1e-6)
+
+
+@pytest.mark.parametrize("size,out", [(6, 6), (12, 6), (13, 6), (1, 7), (5, 7), (9, 4)])
+def test_adaptive_avg_pool_matches_torch(size, out):
+    x = np.random.default_rng(2).normal(size=(2, size, size, 3)).astype(np.float32)
+    ours = layers.AdaptiveAvgPool(out).apply({}, jnp.asarray(x))
+    theirs = torch.nn.functional.adaptive_avg_pool2d(_to_torch(x), out)
+    np.testing.assert_allclose(np.asarray(ours), _from_torch(theirs), rtol=1e-5, atol=1e-6)
