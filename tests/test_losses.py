@@ -301,8 +301,8 @@ def test_ssd_multibox_loss_matches_numpy(key):
 
 def test_ssd_no_positives_is_zero():
     logits = jnp.ones((5, 3))
-    loss = losses.ssd_multibox_loss(logits, jnp.zeros((5, 4)), jnp.zeros(5, jnp.int32), jnp.zeros((5, 4)),
-                                    jnp.ones(5, bool))
+    loss = jax.jit(losses.ssd_multibox_loss)(logits, jnp.zeros((5, 4)), jnp.zeros(5, jnp.int32), jnp.zeros((5, 4)),
+                                             jnp.ones(5, bool))
     assert float(loss) == 0.0
 
 
@@ -313,7 +313,7 @@ def test_ssd_with_encoded_targets():
     offsets = box_ops.encode_boxes(matched, priors, weights=(10, 10, 5, 5))
     labels = jnp.array([1, 0, 2], jnp.int32)
     logits = jnp.array([[-5.0, 5, 0], [5, -5, -5], [-5, -5, 5]])
-    loss = losses.ssd_multibox_loss(logits, offsets, labels, offsets, jnp.ones(3, bool))
+    loss = jax.jit(losses.ssd_multibox_loss)(logits, offsets, labels, offsets, jnp.ones(3, bool))
     expected = losses.softmax_cross_entropy(logits, labels).sum() / 2  # 1 negative, quota 6
     np.testing.assert_allclose(loss, expected, rtol=1e-6)
 
