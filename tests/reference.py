@@ -179,9 +179,9 @@ def voc_iou_pair(a, b, pixel_offset=0.0):
     ih = min(a[3], b[3]) - max(a[1], b[1]) + pixel_offset
     if not (iw > 0 and ih > 0):
         return None
-    ua = (a[2] - a[0] + pixel_offset) * (a[3] - a[1] + pixel_offset)
-    ua += (b[2] - b[0] + pixel_offset) * (b[3] - b[1] + pixel_offset) - iw * ih
-    return iw * ih / ua
+    area_a = (a[2] - a[0] + pixel_offset) * (a[3] - a[1] + pixel_offset)
+    area_b = (b[2] - b[0] + pixel_offset) * (b[3] - b[1] + pixel_offset)
+    return iw * ih / (area_a + area_b - iw * ih)  # the devkit's order of operations
 
 
 def voc_ap(recall, precision, use_11_point):
