@@ -49,7 +49,8 @@ def softmax_cross_entropy(
 
     Positions whose label equals `ignore_index` (e.g. 255, VOC's void) give 0 and no gradient;
     their label need not be a valid class. Average by dividing the sum by the count of the
-    non-ignored positions, not by the number of elements.
+    non-ignored positions, not by the number of elements. Any other label outside [0, K) gives NaN
+    (rather than numpy's wrap-around for -1), so a bad label cannot train silently.
     """
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels)
@@ -64,7 +65,8 @@ def softmax_cross_entropy(
     loss = -jnp.take_along_axis(log_probs, safe_labels[..., None], axis=-1)[..., 0]
     if label_smoothing > 0:
         loss = (1 - label_smoothing) * loss - label_smoothing * jnp.mean(log_probs, axis=-1)
-    return jnp.where(ignored, 0.0, loss)
+    out_of_range = (labels < 0) | (labels >= logits.shape[-1])
+    return jnp.where(ignored, 0.0, jnp.where(out_of_range, jnp.nan, loss))
 
 
 def sigmoid_binary_cross_entropy(logits: Array, targets: Array) -> Array:

@@ -48,6 +48,9 @@ def test_ignore_index_gives_zero_and_no_gradient(key):
     np.testing.assert_allclose(
         value, optax.softmax_cross_entropy_with_integer_labels(logits[kept], labels[kept]).mean(), rtol=1e-6
     )
+    # A label outside [0, K) that is not ignored is an error made visible, not wrapped around.
+    bad = losses.softmax_cross_entropy(logits[:3], jnp.array([-1, 3, 2], jnp.int32), ignore_index=255)
+    assert np.isnan(bad[0]) and np.isnan(bad[1]) and np.isfinite(bad[2])
     jitted = jax.jit(losses.softmax_cross_entropy, static_argnames=("ignore_index", "label_smoothing"))
     np.testing.assert_allclose(jitted(logits, labels, ignore_index=255, label_smoothing=0.2), loss, rtol=1e-6)
 
