@@ -248,3 +248,84 @@ def hard_negative_mask(negative_losses, positive, valid, neg_pos_ratio=3):
     mask = np.zeros(len(positive), bool)
     mask[chosen] = True
     return mask
+
+
+# ================================================================================================
+# ops.roi
+# ================================================================================================
+
+
+def _bilinear_torchvision(fmap, y, x):
+    """torchvision roi_align_kernel.cpp bilinear_interpolate on one HWC map (float64)."""
+    height, width = fmap.shape[:2]
+    if y < -1.0 or y > height or x < -1.0 or x > width:
+        return np.zeros(fmap.shape[2])
+    y, x = max(y, 0.0), max(x, 0.0)
+    y_low, x_low = int(y), int(x)
+    if y_low >= height - 1:
+        y_high = y_low = height - 1
+        y = float(y_low)
+    else:
+        y_high = y_low + 1
+    if x_low >= width - 1:
+        x_high = x_low = width - 1
+        x = float(x_low)
+    else:
+        x_high = x_low + 1
+    ly, lx = y - y_low, x - x_low
+    hy, hx = 1 - ly, 1 - lx
+    return (hy * hx * fmap[y_low, x_low] + hy * lx * fmap[y_low, x_high]
+            + ly * hx * fmap[y_high, x_low] + ly * lx * fmap[y_high, x_high])
+
+
+def roi_align(features, boxes, box_indices, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
+    """torchvision.ops.roi_align (CPU kernel) as loops, NHWC; returns [K, out_h, out_w, C] float64."""
+    features = np.asarray(features, np.float64)
+    out_h, out_w = output_size
+    out = np.zeros((len(boxes), out_h, out_w, features.shape[3]))
+    offset = 0.5 if aligned else 0.0
+    for k, (box, b) in enumerate(zip(np.asarray(boxes, np.float64), box_indices)):
+        x1, y1, x2, y2 = (float(v) * spatial_scale - offset for v in box)
+        roi_w, roi_h = x2 - x1, y2 - y1
+        if not aligned:
+            roi_w, roi_h = max(roi_w, 1.0), max(roi_h, 1.0)
+        bin_h, bin_w = roi_h / out_h, roi_w / out_w
+        grid_h = sampling_ratio if sampling_ratio > 0 else math.ceil(roi_h / out_h)
+        grid_w = sampling_ratio if sampling_ratio > 0 else math.ceil(roi_w / out_w)
+        count = max(grid_h * grid_w, 1)
+        for ph in range(out_h):
+            for pw in range(out_w):
+                total = np.zeros(features.shape[3])
+                for iy in range(grid_h):
+                    y = y1 + ph * bin_h + (iy + 0.5) * bin_h / grid_h
+                    for ix in range(grid_w):
+                        x = x1 + pw * bin_w + (ix + 0.5) * bin_w / grid_w
+                        total += _bilinear_torchvision(features[b], y, x)
+                out[k, ph, pw] = total / count
+    return out
+
+
+def roi_pool(features, boxes, box_indices, output_size, spatial_scale=1.0):
+    """torchvision.ops.roi_pool (Fast R-CNN) as loops, NHWC; returns [K, out_h, out_w, C]."""
+    features = np.asarray(features, np.float64)
+    height, width = features.shape[1:3]
+    out_h, out_w = output_size
+    out = np.zeros((len(boxes), out_h, out_w, features.shape[3]))
+
+    def c_round(v):
+        return math.floor(v + 0.5) if v >= 0 else math.ceil(v - 0.5)
+
+    for k, (box, b) in enumerate(zip(np.asarray(boxes, np.float32), box_indices)):
+        x1, y1, x2, y2 = (c_round(float(np.float32(v) * np.float32(spatial_scale))) for v in box)
+        roi_w, roi_h = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
+        bin_h, bin_w = np.float32(roi_h) / np.float32(out_h), np.float32(roi_w) / np.float32(out_w)
+        for ph in range(out_h):
+            for pw in range(out_w):
+                hs = min(max(math.floor(ph * bin_h) + y1, 0), height)
+                he = min(max(math.ceil((ph + 1) * bin_h) + y1, 0), height)
+                ws = min(max(math.floor(pw * bin_w) + x1, 0), width)
+                we = min(max(math.ceil((pw + 1) * bin_w) + x1, 0), width)
+                if he <= hs or we <= ws:
+                    continue
+                out[k, ph, pw] = features[b, hs:he, ws:we].max(axis=(0, 1))
+    return out
