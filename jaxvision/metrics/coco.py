@@ -19,7 +19,7 @@ What is reproduced, step by step (pycocotools 2.0 `cocoeval.py`, Lin et al., ECC
   with detections x H x W per image and category.
 - a ground truth is ignored when `iscrowd` (an `ignore` key is overwritten by `iscrowd`, as in
   pycocotools) or when its `area` field lies outside the area range (bounds inclusive). The area of a
-  ground truth is its `area` field (for COCO the segment area, not w*h); of a detection, w*h.
+  ground truth is its `area` field (for COCO the segment area, not w*h); of a box detection, w*h.
 - per image and category, detections are sorted by score (stable) and cut to 100; each, in turn,
   takes the unmatched (or crowd) ground truth of highest IoU >= the threshold, regular ground truths
   before ignored ones, later ones winning ties -- pycocotools' greedy loop.
@@ -29,9 +29,9 @@ What is reproduced, step by step (pycocotools 2.0 `cocoeval.py`, Lin et al., ECC
   nothing left is -1.
 
 Deviations (documented, none change the numbers on input pycocotools accepts): a missing `iscrowd`
-counts as 0 and a missing ground-truth `area` as w*h (pycocotools raises); an empty detection list
-gives 0 AP/AR (pycocotools' loadRes cannot load it). pycocotools mis-treats a ground truth whose
-`id` is 0 (a match to it reads as no match); ids are not used here, so none of that.
+counts as 0 and a missing ground-truth `area` as w*h or the mask area (pycocotools raises); an
+empty detection list gives 0 AP/AR (pycocotools' loadRes cannot load it). pycocotools mis-treats a
+ground truth whose `id` is 0 (a match to it reads as no match); ids are not used here.
 `iouType="keypoints"` (OKS) is not implemented.
 """
 
