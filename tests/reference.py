@@ -169,7 +169,7 @@ def soft_nms(boxes, scores, max_outputs, method="gaussian", sigma=0.5, iou_thres
 
 
 # ================================================================================================
-# metrics.detection and losses (owner: metrics/losses; appended section)
+# metrics.detection, metrics.ranking and losses (owner: metrics/losses; appended section)
 # ================================================================================================
 
 
@@ -248,6 +248,27 @@ def hard_negative_mask(negative_losses, positive, valid, neg_pos_ratio=3):
     mask = np.zeros(len(positive), bool)
     mask[chosen] = True
     return mask
+
+
+def roc_points(labels, scores, pos_label=1):
+    """ROC by brute force: one threshold per distinct score (descending), after +inf; at each, count
+    the positives and negatives whose score is >= the threshold."""
+    positive = [label == pos_label for label in labels]
+    num_pos, num_neg = sum(positive), len(positive) - sum(positive)
+    thresholds = [math.inf] + sorted(set(float(s) for s in scores), reverse=True)
+    fpr, tpr = [], []
+    for threshold in thresholds:
+        tpr.append(sum(1 for p, s in zip(positive, scores) if p and s >= threshold) / num_pos)
+        fpr.append(sum(1 for p, s in zip(positive, scores) if not p and s >= threshold) / num_neg)
+    return np.array(fpr), np.array(tpr), np.array(thresholds)
+
+
+def auc_by_pairs(labels, scores, pos_label=1):
+    """P(score of a random positive > score of a random negative), ties counting 1/2 (Mann-Whitney U)."""
+    pos = [s for label, s in zip(labels, scores) if label == pos_label]
+    neg = [s for label, s in zip(labels, scores) if label != pos_label]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
 
 
 # ================================================================================================

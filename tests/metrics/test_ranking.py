@@ -1,20 +1,32 @@
-"""Balanced error rate, ROC curve and AUC against sklearn and hand values."""
+"""Balanced error rate, ROC curve and AUC against brute-force references, hand values and sklearn."""
 
 import numpy as np
 import pytest
 
+import reference  # tests/reference.py (tests/ is on sys.path through conftest.py)
 from jaxvision.metrics import ranking
 
-sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
-
-@pytest.mark.parametrize("seed,ties", [(0, False), (1, True), (2, True)])
-def test_roc_curve_matches_sklearn(seed, ties):
+def random_scores(seed, ties):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, size=60)
     scores = rng.normal(size=60) + labels
-    if ties:
-        scores = np.round(scores, 1)
+    return labels, np.round(scores, 1) if ties else scores
+
+
+@pytest.mark.parametrize("seed,ties", [(0, False), (1, True), (2, True)])
+def test_roc_curve_matches_brute_force(seed, ties):
+    labels, scores = random_scores(seed, ties)
+    fpr, tpr, thresholds = ranking.roc_curve(labels, scores)
+    for got, want in zip((fpr, tpr, thresholds), reference.roc_points(labels, scores)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)
+    assert ranking.roc_auc(labels, scores) == pytest.approx(reference.auc_by_pairs(labels, scores), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed,ties", [(0, False), (1, True)])
+def test_roc_curve_matches_sklearn(seed, ties):
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    labels, scores = random_scores(seed, ties)
     fpr, tpr, thresholds = ranking.roc_curve(labels, scores)
     expected = sklearn_metrics.roc_curve(labels, scores, drop_intermediate=False)
     for got, want in zip((fpr, tpr, thresholds), expected):
@@ -40,6 +52,14 @@ def test_balanced_error_rate():
     predictions = np.array([0, 0, 0, 0, 0, 1, 1, 0])
     # FPR = 1/6, FNR = 1/2.
     assert ranking.balanced_error_rate(labels, predictions) == pytest.approx((1 / 6 + 1 / 2) / 2)
+    # Three classes, recalls 1/2, 1, 0 (class 3 never occurs, so it does not count).
+    labels = np.array([0, 0, 1, 2])
+    predictions = np.array([0, 3, 1, 1])
+    assert ranking.balanced_error_rate(labels, predictions) == pytest.approx(1 - (0.5 + 1 + 0) / 3)
+
+
+def test_balanced_error_rate_matches_sklearn():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 4, size=50)
     predictions = np.where(rng.uniform(size=50) < 0.7, labels, rng.integers(0, 4, size=50))
