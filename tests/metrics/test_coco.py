@@ -144,6 +144,7 @@ def test_hand_built_perfect_and_empty_categories():
     detections = [
         {"image_id": 7, "category_id": 1, "bbox": [10, 10, 50, 50], "score": 0.5},
         {"image_id": 8, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.4},
+        {"image_id": 8, "category_id": 42, "bbox": [50, 50, 10, 10], "score": 0.9},  # unknown category: dropped
     ]
     stats = coco.coco_evaluate(ground_truth, detections)
     # Category 2 has no ground truth: -1, left out of the means. No large object: APl is -1.
