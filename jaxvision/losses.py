@@ -309,13 +309,18 @@ def ssd_multibox_loss(
     *,
     neg_pos_ratio: int = 3,
     localization_weight: float = 1.0,
+    normalize: bool = True,
 ) -> Array:
     """The SSD MultiBox loss (Liu et al., ECCV 2016, eq. 1-3) per example -> `[...]`.
 
     L = (L_conf + localization_weight * L_loc) / N with N the number of positive priors (L = 0 when
     N = 0): L_loc is smooth L1 (beta 1) over the 4 encoded offsets of the positives, L_conf the
     softmax cross-entropy of the positives and of the `neg_pos_ratio * N` hardest negatives
-    (`hard_negative_mining`). Normalised per example; vmap-free over leading axes.
+    (`hard_negative_mining`). Leading axes are batch axes (no vmap needed).
+
+    `normalize=True` divides each example by its own N. For the batch-level normalisation of
+    torchvision's SSD (the batch's sum over its total N), pass `normalize=False` and divide the sum
+    by `jnp.maximum(jnp.sum(valid & (target_labels > 0)), 1)`.
 
     Args:
       class_logits: `float[..., P, K]`, class 0 background.
@@ -346,5 +351,8 @@ def ssd_multibox_loss(
     confidence = jnp.sum(jnp.where(positive | hard_negative, cross_entropy, 0.0), axis=-1)
     localization = jnp.sum(smooth_l1_loss(box_regression, target_offsets, beta=1.0), axis=-1)  # [..., P]
     localization = jnp.sum(jnp.where(positive, localization, 0.0), axis=-1)
+    total = confidence + localization_weight * localization
+    if not normalize:
+        return total
     num_positive = jnp.sum(positive, axis=-1).astype(confidence.dtype)
-    return (confidence + localization_weight * localization) / jnp.maximum(num_positive, 1.0)
+    return total / jnp.maximum(num_positive, 1.0)

@@ -296,6 +296,11 @@ def test_ssd_multibox_loss_matches_numpy(key):
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     fn = lambda lg, rg: losses.ssd_multibox_loss(lg, rg, labels, offsets, valid)  # noqa: E731
     np.testing.assert_allclose(jax.jit(fn)(logits, regression), loss, rtol=1e-6)
+    unnormalized = jax.jit(losses.ssd_multibox_loss, static_argnames="normalize")(
+        logits, regression, labels, offsets, valid, normalize=False
+    )
+    num_positives = np.maximum(np.sum(np.asarray(valid & (labels > 0)), axis=-1), 1)
+    np.testing.assert_allclose(unnormalized, np.asarray(expected) * num_positives, rtol=1e-5)
     grads = jax.jit(jax.grad(lambda lg, rg: fn(lg, rg).sum(), argnums=(0, 1)))(logits, regression)
     assert all(np.all(np.isfinite(g)) for g in grads)
     # Padded priors get no gradient.
