@@ -350,3 +350,137 @@ def roi_pool(features, boxes, box_indices, output_size, spatial_scale=1.0):
                     continue
                 out[k, ph, pw] = features[b, hs:he, ws:we].max(axis=(0, 1))
     return out
+
+
+# ================================================================================================
+# ops.anchors
+# ================================================================================================
+
+
+def anchor_grid(size_list, ratio_list, grid_size, stride):
+    """torchvision AnchorGenerator for one level, literally: location-major, then ratio, then size."""
+    base = []
+    for ratio in ratio_list:
+        h_ratio = np.sqrt(np.float32(ratio))
+        w_ratio = np.float32(1) / h_ratio
+        for size in size_list:
+            w, h = w_ratio * np.float32(size), h_ratio * np.float32(size)
+            base.append([np.round(-w / 2), np.round(-h / 2), np.round(w / 2), np.round(h / 2)])
+    out = []
+    for i in range(grid_size[0]):
+        for j in range(grid_size[1]):
+            for x1, y1, x2, y2 in base:
+                out.append([x1 + j * stride[1], y1 + i * stride[0], x2 + j * stride[1], y2 + i * stride[0]])
+    return np.asarray(out, np.float32)
+
+
+def ssd_default_boxes(image_size, feature_sizes, aspect_ratios, scales, clip=True):
+    """SSD default boxes (Liu et al. 2016, torchvision DefaultBoxGenerator) as loops, xyxy pixels."""
+    out = []
+    for k, ((fh, fw), ratios) in enumerate(zip(feature_sizes, aspect_ratios)):
+        pairs = [(scales[k], scales[k]), (math.sqrt(scales[k] * scales[k + 1]),) * 2]
+        for a in ratios:
+            pairs += [(scales[k] * math.sqrt(a), scales[k] / math.sqrt(a)),
+                      (scales[k] / math.sqrt(a), scales[k] * math.sqrt(a))]
+        for i in range(fh):
+            for j in range(fw):
+                for w, h in pairs:
+                    if clip:
+                        w, h = min(max(w, 0), 1), min(max(h, 0), 1)
+                    cx, cy = (j + 0.5) / fw * image_size[1], (i + 0.5) / fh * image_size[0]
+                    w, h = w * image_size[1], h * image_size[0]
+                    out.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+    return np.asarray(out)
+
+
+# ================================================================================================
+# ops.matching
+# ================================================================================================
+
+
+def match_boxes(quality, high, low, allow_low_quality_matches):
+    """torchvision Matcher, literally; returns (matched index, label 1/0/-1) lists.
+
+    Thresholds compare in float32, as torch compares a float32 tensor with a Python float.
+    """
+    quality = np.asarray(quality, np.float32)
+    high, low = np.float32(high), np.float32(low)
+    num_gt, num_pred = quality.shape
+    if num_gt == 0:
+        return [0] * num_pred, [0] * num_pred
+    matched, labels = [], []
+    for n in range(num_pred):
+        column = [quality[m, n] for m in range(num_gt)]
+        best = max(column)
+        matched.append(column.index(best))
+        labels.append(1 if best >= high else (0 if best < low else -1))
+    if allow_low_quality_matches:
+        for m in range(num_gt):
+            best_of_gt = max(quality[m, n] for n in range(num_pred))
+            for n in range(num_pred):
+                if quality[m, n] == best_of_gt:
+                    labels[n] = 1
+    return matched, labels
+
+
+# ================================================================================================
+# ops.masks
+# ================================================================================================
+
+
+def paste_mask(mask, box, image_size, padding=1):
+    """torchvision paste_masks_in_image for one mask, with an explicit bilinear resize loop."""
+    size = mask.shape[0]
+    padded = np.pad(np.asarray(mask, np.float64), padding)
+    scale = (size + 2 * padding) / size
+    w_half, h_half = (box[2] - box[0]) * 0.5 * scale, (box[3] - box[1]) * 0.5 * scale
+    x_c, y_c = (box[2] + box[0]) * 0.5, (box[3] + box[1]) * 0.5
+    x0, y0, x1, y1 = (int(v) for v in (x_c - w_half, y_c - h_half, x_c + w_half, y_c + h_half))
+    w, h = max(x1 - x0 + 1, 1), max(y1 - y0 + 1, 1)
+    m = padded.shape[0]
+
+    def source(dst, out_size):  # PyTorch bilinear, align_corners=False
+        s = max((dst + 0.5) * (m / out_size) - 0.5, 0.0)
+        lo = int(s)
+        hi = lo + 1 if lo < m - 1 else lo
+        return lo, hi, s - lo
+
+    resized = np.zeros((h, w))
+    for i in range(h):
+        ylo, yhi, fy = source(i, h)
+        for j in range(w):
+            xlo, xhi, fx = source(j, w)
+            resized[i, j] = ((1 - fy) * ((1 - fx) * padded[ylo, xlo] + fx * padded[ylo, xhi])
+                             + fy * ((1 - fx) * padded[yhi, xlo] + fx * padded[yhi, xhi]))
+    image = np.zeros(image_size)
+    for y in range(max(y0, 0), min(y1 + 1, image_size[0])):
+        for x in range(max(x0, 0), min(x1 + 1, image_size[1])):
+            image[y, x] = resized[y - y0, x - x0]
+    return image
+
+
+# ================================================================================================
+# ops.pooling
+# ================================================================================================
+
+
+def max_pool_with_argmax(x, window, stride, padding):
+    """torch max_pool2d(return_indices=True) on NHWC as loops: first maximum in the window, NaN wins."""
+    n_, height, width, channels = x.shape
+    out_h = (height + 2 * padding - window) // stride + 1
+    out_w = (width + 2 * padding - window) // stride + 1
+    values = np.zeros((n_, out_h, out_w, channels), x.dtype)
+    indices = np.zeros((n_, out_h, out_w, channels), np.int64)
+    for n in range(n_):
+        for c in range(channels):
+            for i in range(out_h):
+                for j in range(out_w):
+                    hs, ws = i * stride - padding, j * stride - padding
+                    best, where = -np.inf, max(hs, 0) * width + max(ws, 0)
+                    for y in range(max(hs, 0), min(hs + window, height)):
+                        for xx in range(max(ws, 0), min(ws + window, width)):
+                            v = x[n, y, xx, c]
+                            if v > best or np.isnan(v):
+                                best, where = v, y * width + xx
+                    values[n, i, j, c], indices[n, i, j, c] = best, where
+    return values, indices
