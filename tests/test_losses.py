@@ -18,10 +18,10 @@ from jaxvision.ops import boxes as box_ops
 # ------------------------------------------------------------------------------------------------
 
 
-def test_softmax_cross_entropy_matches_optax(key):
-    k1, k2 = jax.random.split(key)
-    logits = jax.random.normal(k1, (3, 4, 5)) * 3
-    labels = jax.random.randint(k2, (3, 4), 0, 5)
+def test_softmax_cross_entropy_matches_optax():
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=(3, 4, 5)) * 3, jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 5, size=(3, 4)), jnp.int32)
     plain = losses.softmax_cross_entropy(logits, labels)
     np.testing.assert_allclose(plain, optax.softmax_cross_entropy_with_integer_labels(logits, labels), rtol=1e-6)
     # Label smoothing 0 is plain cross-entropy; e > 0 is CE against optax's smoothed one-hot.
@@ -31,8 +31,8 @@ def test_softmax_cross_entropy_matches_optax(key):
     np.testing.assert_allclose(smoothed, expected, rtol=1e-5)
 
 
-def test_ignore_index_gives_zero_and_no_gradient(key):
-    logits = jax.random.normal(key, (6, 3))
+def test_ignore_index_gives_zero_and_no_gradient():
+    logits = jnp.asarray(np.random.default_rng(1).normal(size=(6, 3)), jnp.float32)
     labels = jnp.array([0, 255, 2, 1, 255, 0], jnp.int32)
     loss = losses.softmax_cross_entropy(logits, labels, ignore_index=255, label_smoothing=0.2)
     ignored = np.asarray(labels == 255)
@@ -85,9 +85,10 @@ def torchvision_focal(logits, targets, alpha, gamma):
     return loss
 
 
-def test_focal_gamma_zero_without_alpha_is_bce(key):
-    logits = jax.random.normal(key, (4, 7)) * 4
-    targets = (jax.random.uniform(jax.random.fold_in(key, 1), (4, 7)) > 0.5).astype(jnp.float32)
+def test_focal_gamma_zero_without_alpha_is_bce():
+    rng = np.random.default_rng(2)
+    logits = jnp.asarray(rng.normal(size=(4, 7)) * 4, jnp.float32)
+    targets = jnp.asarray(rng.uniform(size=(4, 7)) > 0.5, jnp.float32)
     np.testing.assert_allclose(
         losses.sigmoid_focal_loss(logits, targets, alpha=-1, gamma=0.0),
         losses.sigmoid_binary_cross_entropy(logits, targets),
@@ -96,9 +97,10 @@ def test_focal_gamma_zero_without_alpha_is_bce(key):
 
 
 @pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (0.5, 1.0), (-1.0, 0.5), (0.75, 3.0)])
-def test_focal_matches_torchvision_formula(key, alpha, gamma):
-    logits = jax.random.normal(key, (32,)) * 3
-    targets = jax.random.uniform(jax.random.fold_in(key, 1), (32,)).round()
+def test_focal_matches_torchvision_formula(alpha, gamma):
+    rng = np.random.default_rng(3)
+    logits = jnp.asarray(rng.normal(size=32) * 3, jnp.float32)
+    targets = jnp.asarray(rng.uniform(size=32).round(), jnp.float32)
     got = losses.sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma)
     np.testing.assert_allclose(got, torchvision_focal(logits, targets, alpha, gamma), rtol=2e-5, atol=1e-7)
 
@@ -162,11 +164,11 @@ def test_dice_loss():
     assert np.all(np.isfinite(grad))
 
 
-def test_elementwise_losses_jit_equals_eager(key):
-    k1, k2, k3 = jax.random.split(key, 3)
-    x = jax.random.normal(k1, (3, 5))
-    y = jax.random.uniform(k2, (3, 5))
-    corners = jax.random.uniform(k3, (3, 2, 2)) * 10
+def test_elementwise_losses_jit_equals_eager():
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.normal(size=(3, 5)), jnp.float32)
+    y = jnp.asarray(rng.uniform(size=(3, 5)), jnp.float32)
+    corners = jnp.asarray(rng.uniform(size=(3, 2, 2)) * 10, jnp.float32)
     boxes = jnp.concatenate([corners.min(axis=1), corners.max(axis=1) + 1], axis=-1)  # [3, 4]
 
     def all_losses(x, y, boxes):
@@ -270,14 +272,14 @@ def test_hard_negative_mining_matches_loop(seed):
     np.testing.assert_array_equal(jitted(negative_losses, positive, valid, neg_pos_ratio=3), got)
 
 
-def test_ssd_multibox_loss_matches_numpy(key):
+def test_ssd_multibox_loss_matches_numpy():
     num_priors, num_classes = 24, 4
-    k1, k2, k3, k4 = jax.random.split(key, 4)
-    logits = jax.random.normal(k1, (2, num_priors, num_classes)) * 2
-    regression = jax.random.normal(k2, (2, num_priors, 4))
-    offsets = jax.random.normal(k3, (2, num_priors, 4))
-    labels = jnp.where(jax.random.uniform(k4, (2, num_priors)) < 0.15,
-                       jax.random.randint(jax.random.fold_in(k4, 1), (2, num_priors), 1, num_classes), 0)
+    rng = np.random.default_rng(5)
+    logits = jnp.asarray(rng.normal(size=(2, num_priors, num_classes)) * 2, jnp.float32)
+    regression = jnp.asarray(rng.normal(size=(2, num_priors, 4)), jnp.float32)
+    offsets = jnp.asarray(rng.normal(size=(2, num_priors, 4)), jnp.float32)
+    labels = np.where(rng.uniform(size=(2, num_priors)) < 0.15, rng.integers(1, num_classes, size=(2, num_priors)), 0)
+    labels = jnp.asarray(labels, jnp.int32)
     valid = jnp.arange(num_priors)[None, :] < jnp.array([[24], [20]])  # second example padded
     labels = labels.at[1, 21].set(2)  # a padded "positive" must not count
     loss = losses.ssd_multibox_loss(logits, regression, labels, offsets, valid)
