@@ -24,46 +24,58 @@ def uint8_image(seed=0, low=40, high=200):
     return rng.integers(low, high, size=(16, 16, 3), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("max_value", [1.0, 255.0])
-def test_color_jitter_keeps_the_value_range(max_value):
+def test_color_jitter_keeps_a_0_255_value_range():
+    # [0, 1] images are checked with every random transform in test_augment_geometric.py
     jitter = jax.jit(jax.vmap(functools.partial(
         augment.color_jitter, brightness=0.9, contrast=0.9, saturation=0.9, hue=0.5,
-        max_value=max_value), in_axes=(0, None)))
-    out = np.asarray(jitter(KEYS, random_image() * max_value))
-    assert out.min() >= 0.0 and out.max() <= max_value
-    assert out.max() > 0.9 * max_value  # bright draws actually reach the top
+        max_value=255.0), in_axes=(0, None)))
+    out = np.asarray(jitter(KEYS, random_image() * 255.0))
+    assert out.min() >= 0.0 and out.max() <= 255.0
+    assert out.max() > 0.9 * 255.0  # bright draws actually reach the top
 
 
-def test_rand_augment_keeps_the_value_range_at_full_magnitude():
-    augment_all = jax.jit(jax.vmap(functools.partial(augment.rand_augment, num_ops=3, magnitude=30),
-                                   in_axes=(0, None)))
-    keys = jax.random.split(jax.random.key(12), 64)
-    out = np.asarray(augment_all(keys, random_image()))
+def test_every_randaugment_op_keeps_the_value_range_at_full_magnitude():
+    table = randaugment.make_randaugment_ops((16, 16, 3), magnitude=30)
+    assert len(table) == len(augment.RANDAUGMENT_OPS)
+
+    @jax.jit
+    def every_op(image):
+        return jnp.stack([pixel_fn(augment.warp(image, matrix_fn(sign), (16, 16)), sign)
+                          for matrix_fn, pixel_fn in table for sign in (-1.0, 1.0)])
+
+    out = np.asarray(every_op(random_image(seed=2)))
     assert out.min() >= 0.0 and out.max() <= 1.0
-    assert len({o.tobytes() for o in out}) > 32
+    assert len({o.tobytes() for o in out}) >= 20  # signed ops differ by sign, identity repeats
 
 
 def test_rgb_hsv_match_colorsys_and_round_trip():
     rgb = np.asarray(random_image((6, 7, 3), seed=3))
-    hsv = np.asarray(augment.rgb_to_hsv(jnp.asarray(rgb)))
+    hsv, back = jax.jit(lambda x: (augment.rgb_to_hsv(x), augment.hsv_to_rgb(augment.rgb_to_hsv(x))))(
+        jnp.asarray(rgb))
     expected = np.array([colorsys.rgb_to_hsv(*pixel) for pixel in rgb.reshape(-1, 3)]).reshape(hsv.shape)
     np.testing.assert_allclose(hsv, expected, atol=1e-5)
-    np.testing.assert_allclose(augment.hsv_to_rgb(jnp.asarray(hsv)), rgb, atol=1e-5)
+    np.testing.assert_allclose(back, rgb, atol=1e-5)
+
+
+@jax.jit
+def adjusted(image):
+    unchanged = [adjust(image, 1.0) for adjust in (augment.adjust_brightness, augment.adjust_contrast,
+                                                   augment.adjust_saturation,
+                                                   randaugment.adjust_sharpness)]
+    unchanged += [augment.adjust_hue(image, 0.0),
+                  augment.adjust_hue(augment.adjust_hue(image, 0.3), -0.3)]
+    return (unchanged, augment.adjust_brightness(image, 0.0), augment.adjust_saturation(image, 0.0),
+            augment.adjust_contrast(image, 0.0))
 
 
 def test_adjustment_identities():
     image = random_image(seed=4)
-    for adjust in (augment.adjust_brightness, augment.adjust_contrast, augment.adjust_saturation,
-                   randaugment.adjust_sharpness):
-        np.testing.assert_allclose(adjust(image, 1.0), image, atol=1e-6)
-    np.testing.assert_allclose(augment.adjust_hue(image, 0.0), image, atol=1e-5)
-    np.testing.assert_allclose(augment.adjust_hue(augment.adjust_hue(image, 0.3), -0.3), image,
-                               atol=1e-5)
-    np.testing.assert_array_equal(augment.adjust_brightness(image, 0.0), np.zeros(image.shape))
-    gray = np.asarray(augment.adjust_saturation(image, 0.0))
+    unchanged, black, gray, flat = jax.tree.map(np.asarray, adjusted(image))
+    for out in unchanged:
+        np.testing.assert_allclose(out, image, atol=1e-5)
+    np.testing.assert_array_equal(black, np.zeros(image.shape))
     np.testing.assert_allclose(gray[..., 0], gray[..., 2], atol=1e-6)
     np.testing.assert_allclose(gray[..., 0], image @ jnp.array([0.2989, 0.587, 0.114]), atol=1e-6)
-    flat = np.asarray(augment.adjust_contrast(image, 0.0))
     np.testing.assert_allclose(flat, np.full(image.shape, flat[0, 0, 0]), atol=1e-6)
 
 
@@ -79,7 +91,8 @@ def test_equalize_matches_pil():
     for seed, (low, high) in enumerate([(40, 200), (100, 110), (0, 256)]):
         levels = uint8_image(seed, low, high)
         expected = np.asarray(ImageOps.equalize(Image.fromarray(levels)))
-        np.testing.assert_array_equal(to_levels(augment.equalize(levels_to_float(levels))), expected)
+        np.testing.assert_array_equal(to_levels(jax.jit(augment.equalize)(levels_to_float(levels))),
+                                      expected)
 
 
 def test_posterize_solarize_autocontrast_match_pil():
@@ -138,7 +151,8 @@ def test_random_erasing_area_in_range_and_p_zero_is_identity():
     fractions = (out == 0).all(axis=-1).mean(axis=(1, 2))
     assert (fractions > 0).sum() >= 12  # nearly every draw finds a rectangle that fits
     assert fractions.max() <= 0.3 * 1.25  # rounding of the sides
-    np.testing.assert_array_equal(augment.random_erasing(KEYS[0], image, p=0.0), image)
+    never = jax.jit(functools.partial(augment.random_erasing, p=0.0, value="random"))
+    np.testing.assert_array_equal(never(KEYS[0], image), image)
 
 
 @pytest.mark.parametrize("call, message", [
