@@ -1,0 +1,303 @@
+"""Forward and train-step throughput of jaxvision's ResNet-50 and ViT-B/16 against the same
+networks in PyTorch, interleaved in one process.
+
+    python experiments/bench_models.py --out=bench_results/models [--quick]
+
+CPU (default; this machine: 2 cores, PyTorch 2.13 CPU): float32, batch 8 (`--batch`), 224x224.
+Contenders per network, with the same weights (jaxvision's converted to torchvision's layout by
+`torch_reference_models.jax_to_torch_state_dict`, logits checked to agree before timing):
+  - jaxvision forward: `jax.jit(model.apply)` in eval mode;
+  - torch forward: `model.eval()` under `torch.inference_mode()`;
+  - jaxvision train step: softmax cross-entropy, SGD momentum 0.9 (optax), BatchNorm in train
+    mode with `mutable=["batch_stats"]`, jitted with params/opt state donated;
+  - torch train step: `model.train()`, `zero_grad / backward / step` with `torch.optim.SGD`.
+Parameter counts of the two implementations are checked equal.
+
+GPU (when both jax and torch see one): bfloat16 compute, batch 256; torch runs channels_last
+under `torch.autocast(bfloat16)` and `torch.compile`, with timm's / torchvision's own models
+when importable (else the reference models here). Not run on this machine (no GPU).
+
+Protocol (shared/PERF.md): inputs built once; every contender compiled and warmed up first
+(compile time reported apart); then A B A B ... for `--reps` repetitions (>= 7 on CPU, >= 20 on
+GPU); median and spread (min-max) of images/s, the ratio jaxvision/torch, and a limit ratio:
+achieved FLOP/s (analytic: `jaxvision.models.summary` MACs x 2, x 3 for a train step) over a
+large matmul measured in the same process at start-up. Prints a markdown table, writes JSON.
+"""
+
+import argparse
+import functools
+import json
+import os
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch_reference_models  # noqa: E402
+
+import jaxvision.models as models  # noqa: E402
+from jaxvision.models.summary import count_params  # noqa: E402
+
+NETWORKS = {
+    "resnet50": (torch_reference_models.ResNet50, False),
+    "vit_b_16": (torch_reference_models.ViTB16, True),
+}
+
+
+def on_gpu() -> bool:
+    return jax.default_backend() == "gpu" and torch.cuda.is_available()
+
+
+def _sync():
+    if on_gpu():
+        torch.cuda.synchronize()
+
+
+def timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    _sync()
+    return time.perf_counter() - start
+
+
+def matmul_roofline(gpu: bool) -> float:
+    """FLOP/s of a jitted matmul: f32 2048^3 on CPU, bf16 8192^3 on GPU (best of 5)."""
+    size, dtype = (8192, jnp.bfloat16) if gpu else (2048, jnp.float32)
+    a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+    matmul = jax.jit(lambda x, y: x @ y)
+    matmul(a, a).block_until_ready()
+    return 2 * size**3 / min(timed(lambda: matmul(a, a).block_until_ready()) for _ in range(5))
+
+
+# ------------------------------------------------------------------------------------ jaxvision
+
+
+def make_jax_contenders(name, variables, images, labels, dtype):
+    model = models.create_model(name, num_classes=1000, dtype=dtype)
+    tx = optax.sgd(1e-3, momentum=0.9)
+
+    @jax.jit
+    def forward(variables, images):
+        logits, _ = model.apply(variables, images, train=False)
+        return logits
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def train_step(variables, opt_state, images, labels):
+        def loss_fn(params):
+            (logits, _), updates = model.apply(
+                {**variables, "params": params}, images, train=True, mutable=["batch_stats"]
+            )
+            return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), updates
+
+        (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
+        param_updates, opt_state = tx.update(grads, opt_state, variables["params"])
+        params = optax.apply_updates(variables["params"], param_updates)
+        return {**variables, **updates, "params": params}, opt_state, loss
+
+    compile_seconds = {}
+    start = time.perf_counter()
+    forward_compiled = forward.lower(variables, images).compile()
+    compile_seconds["forward"] = time.perf_counter() - start
+    train_variables = jax.tree.map(jnp.copy, variables)
+    opt_state = tx.init(train_variables["params"])
+    start = time.perf_counter()
+    train_compiled = train_step.lower(train_variables, opt_state, images, labels).compile()
+    compile_seconds["train"] = time.perf_counter() - start
+    carry = {"variables": train_variables, "opt_state": opt_state}
+
+    def run_forward():
+        forward_compiled(variables, images).block_until_ready()
+
+    def run_train():
+        carry["variables"], carry["opt_state"], loss = train_compiled(
+            carry["variables"], carry["opt_state"], images, labels
+        )
+        loss.block_until_ready()
+
+    return run_forward, run_train, compile_seconds, forward_compiled
+
+
+# ---------------------------------------------------------------------------------------- torch
+
+
+def make_torch_module(name, gpu):
+    """timm/torchvision's own model on GPU when importable, else the reference model."""
+    cls, _ = NETWORKS[name]
+    if gpu:
+        try:
+            import torchvision
+
+            return getattr(torchvision.models, name)(num_classes=1000), True
+        except ImportError:
+            pass
+    return cls(1000), False
+
+
+def make_torch_contenders(module, images, labels, gpu):
+    device = "cuda" if gpu else "cpu"
+    module = module.to(device)
+    x = torch.from_numpy(np.asarray(images, dtype=np.float32)).permute(0, 3, 1, 2).contiguous().to(device)
+    y = torch.from_numpy(np.asarray(labels)).long().to(device)
+    if gpu:
+        module = module.to(memory_format=torch.channels_last)
+        x = x.to(memory_format=torch.channels_last)
+    compile_seconds = {}
+    forward_module = torch.compile(module) if gpu else module
+    optimizer = torch.optim.SGD(module.parameters(), lr=1e-3, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    autocast = functools.partial(torch.autocast, device_type=device, dtype=torch.bfloat16, enabled=gpu)
+
+    def run_forward():
+        module.eval()
+        with torch.inference_mode(), autocast():
+            forward_module(x)
+        _sync()
+
+    def run_train():
+        module.train()
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            loss = loss_fn(forward_module(x).float(), y)
+        loss.backward()
+        optimizer.step()
+        _sync()
+
+    # First calls (torch.compile traces here on GPU) count as compile/warm-up time.
+    compile_seconds["forward"] = timed(run_forward)
+    compile_seconds["train"] = timed(run_train)
+    return run_forward, run_train, compile_seconds
+
+
+# ---------------------------------------------------------------------------------------- bench
+
+
+def check_agreement(forward_compiled, variables, images, torch_module) -> float:
+    """Max |logit difference| / max |logit| between the two implementations (eval mode, f32)."""
+    jax_logits = np.asarray(forward_compiled(variables, images))
+    torch_module.eval()
+    with torch.inference_mode():
+        x = torch.from_numpy(np.asarray(images, dtype=np.float32)).permute(0, 3, 1, 2).contiguous()
+        torch_logits = torch_module(x).numpy()
+    return float(np.abs(jax_logits - torch_logits).max() / (np.abs(torch_logits).max() + 1e-12))
+
+
+def spread(times, batch):
+    rates = sorted(batch / t for t in times)
+    return {"median": statistics.median(rates), "min": rates[0], "max": rates[-1]}
+
+
+def bench_network(name, batch, reps, gpu, roofline):
+    dtype = jnp.bfloat16 if gpu else jnp.float32
+    model = models.create_model(name, num_classes=1000)
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.normal(size=(batch, 224, 224, 3)).astype(np.float32))
+    labels = jnp.asarray(rng.integers(0, 1000, batch).astype(np.int32))
+    variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(images[:1])
+    if "head" in variables["params"]:
+        # ViT's head is zero-initialised: give it weights so the agreement check means something.
+        head = variables["params"]["head"]
+        variables["params"]["head"] = {
+            **head,
+            "kernel": 0.02 * jax.random.normal(jax.random.key(1), head["kernel"].shape),
+        }
+    _, is_vit = NETWORKS[name]
+    state_dict = torch_reference_models.jax_to_torch_state_dict(variables, vit=is_vit)
+
+    jax_fwd, jax_train, jax_compile, forward_compiled = make_jax_contenders(name, variables, images, labels, dtype)
+    torch_module, foreign = make_torch_module(name, gpu)
+    if not foreign:
+        torch_module.load_state_dict(state_dict, strict=False)
+    jax_count = count_params(variables["params"])
+    torch_count = sum(p.numel() for p in torch_module.parameters())
+    if jax_count != torch_count:
+        raise RuntimeError(f"{name}: parameter counts differ: jaxvision {jax_count:,}, torch {torch_count:,}")
+    agreement = None if gpu else check_agreement(forward_compiled, variables, images, torch_module)
+    if agreement is not None and agreement > 1e-4:
+        raise RuntimeError(f"{name}: logits disagree (relative max error {agreement:.2e})")
+    # Built after the check: warming up the train step updates the weights.
+    torch_fwd, torch_train, torch_compile = make_torch_contenders(torch_module, images, labels, gpu)
+
+    macs = models.summary(model, (224, 224, 3)).total_macs
+    flops = {"forward": 2 * macs * batch, "train": 6 * macs * batch}
+    times = {(impl, mode): [] for impl in ("jaxvision", "torch") for mode in ("forward", "train")}
+    for rep in range(reps):
+        for mode, jax_run, torch_run in (("forward", jax_fwd, torch_fwd), ("train", jax_train, torch_train)):
+            times["jaxvision", mode].append(timed(jax_run))
+            times["torch", mode].append(timed(torch_run))
+        print(f"  {name} rep {rep + 1}/{reps} done", flush=True)
+
+    rows = []
+    for mode in ("forward", "train"):
+        jax_stats, torch_stats = spread(times["jaxvision", mode], batch), spread(times["torch", mode], batch)
+        rows.append(
+            {
+                "network": name,
+                "mode": mode,
+                "batch": batch,
+                "params": jax_count,
+                "jaxvision_images_per_s": jax_stats,
+                "torch_images_per_s": torch_stats,
+                "ratio": jax_stats["median"] / torch_stats["median"],
+                "jaxvision_limit_ratio": flops[mode] / (batch / jax_stats["median"]) / roofline,
+                "torch_limit_ratio": flops[mode] / (batch / torch_stats["median"]) / roofline,
+                "jaxvision_compile_s": jax_compile[mode],
+                "torch_first_call_s": torch_compile[mode],
+                "logit_relative_error": agreement,
+            }
+        )
+    return rows
+
+
+def markdown(rows, roofline, device) -> str:
+    lines = [
+        f"Device: {device}; roofline (matmul) {roofline / 1e9:.1f} GFLOP/s",
+        "",
+        "| network | mode | batch | jaxvision img/s (min-max) | torch img/s (min-max) | ratio jax/torch "
+        "| limit ratio jax / torch | jax compile s | torch first call s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        j, t = row["jaxvision_images_per_s"], row["torch_images_per_s"]
+        lines.append(
+            f"| {row['network']} | {row['mode']} | {row['batch']} "
+            f"| {j['median']:.2f} ({j['min']:.2f}-{j['max']:.2f}) "
+            f"| {t['median']:.2f} ({t['min']:.2f}-{t['max']:.2f}) "
+            f"| {row['ratio']:.2f}x | {row['jaxvision_limit_ratio']:.2f} / {row['torch_limit_ratio']:.2f} "
+            f"| {row['jaxvision_compile_s']:.1f} | {row['torch_first_call_s']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="folder for results.json")
+    parser.add_argument("--quick", action="store_true", help="batch 2, 3 reps: a plumbing check, not a result")
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--networks", default="resnet50,vit_b_16")
+    args = parser.parse_args(argv)
+    gpu = on_gpu()
+    batch = args.batch or (2 if args.quick else 256 if gpu else 8)
+    reps = args.reps or (3 if args.quick else 20 if gpu else 7)
+    device = f"{jax.devices()[0].device_kind} ({jax.default_backend()}), torch threads {torch.get_num_threads()}"
+    roofline = matmul_roofline(gpu)
+    print(f"roofline {roofline / 1e9:.1f} GFLOP/s on {device}", flush=True)
+    rows = []
+    for name in args.networks.split(","):
+        rows.extend(bench_network(name, batch, reps, gpu, roofline))
+    table = markdown(rows, roofline, device)
+    print(table)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump({"device": device, "roofline_flops": roofline, "quick": args.quick, "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
