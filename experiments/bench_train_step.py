@@ -1,0 +1,249 @@
+"""Train-step throughput of jaxvision against the same network in PyTorch, interleaved in one process.
+
+    python experiments/bench_train_step.py --out=bench_results/train_step [--quick] [--skip-default-job]
+
+Contenders (float32, batch 128, SGD with momentum 0.9, softmax cross-entropy, train mode):
+  - jaxvision: `make_train_step(config)` jitted with the state donated (the library's real step);
+  - torch: the same architecture written below in PyTorch 2.13 (CPU), `zero_grad/backward/step`.
+Networks: LeNet-5 (table variant, 20/50 filters, FC 500) on 28x28x1 and ResNet-18 with a CIFAR stem
+on 32x32x3. Parameter counts are checked equal before timing.
+
+Protocol (shared/PERF.md): build inputs once, compile/warm up every contender (compile time
+reported apart), then alternate A B A B ... for >= 7 repetitions of `--steps` steps each; report
+the median and spread of images/s, the ratio jaxvision/torch, and a limit ratio: achieved FLOP/s
+(XLA's cost analysis of the compiled step) over a large f32 matmul measured in the same process.
+Also measures the time to accuracy of the default job (`jaxvision train`) in a subprocess.
+Prints a markdown table and writes JSON to --out.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+BATCH_SIZE = 128
+
+
+def matmul_roofline(size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a jitted f32 `size`^3 matmul (best of `repeats`)."""
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    matmul = jax.jit(lambda x, y: x @ y)
+    matmul(a, a).block_until_ready()
+    best = min(_timed(lambda: matmul(a, a).block_until_ready()) for _ in range(repeats))
+    return 2 * size**3 / best
+
+
+def _timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+# ------------------------------------------------------------------------------------ jaxvision
+
+
+def make_jax_contender(model_name: str, image_shape):
+    from jaxvision import models
+    from jaxvision.trainers.classification import make_train_step
+    from jaxvision.training import optimizers
+    from jaxvision.training.config import classification_config
+    from jaxvision.training.state import create_train_state, parameter_count
+
+    config = classification_config()
+    config.optimizer.name = "momentum"
+    config.optimizer.learning_rate = 0.01
+    config.optimizer.schedule = "constant"
+    config.lock()
+    model = models.create_model(model_name, num_classes=10)
+    tx = optimizers.make_optimizer(config, optimizers.make_learning_rate_schedule(
+        config, steps_per_epoch=100, num_steps=1000, global_batch_size=BATCH_SIZE))
+    state = create_train_state(jax.random.key(0), model, tx, image_shape)
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": jnp.asarray(rng.normal(size=(BATCH_SIZE, *image_shape)).astype(np.float32)),
+        "label": jnp.asarray(rng.integers(0, 10, BATCH_SIZE).astype(np.int32)),
+    }
+    key = jax.random.key(1)
+    step = jax.jit(make_train_step(config), donate_argnums=0)
+    start = time.perf_counter()
+    compiled = step.lower(state, batch, key).compile()
+    compile_seconds = time.perf_counter() - start
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", 0.0)) if cost else 0.0
+    holder = {"state": state}
+
+    def run(num_steps: int):
+        current = holder["state"]
+        for _ in range(num_steps):
+            current, metrics = compiled(current, batch, key)
+        jax.block_until_ready((current, metrics))
+        holder["state"] = current
+
+    return run, compile_seconds, parameter_count(state.params), flops
+
+
+# ---------------------------------------------------------------------------------------- torch
+
+
+def torch_models():
+    import torch
+    from torch import nn
+
+    class LeNet5Table(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(
+                nn.Conv2d(1, 20, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(20, 50, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            )
+            self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(50 * 7 * 7, 500), nn.ReLU(), nn.Linear(500, 10))
+
+        def forward(self, x):
+            return self.classifier(self.features(x))
+
+    class BasicBlock(nn.Module):
+        def __init__(self, in_planes, planes, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.downsample = None
+            if stride != 1 or in_planes != planes:
+                self.downsample = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+        def forward(self, x):
+            out = torch.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+    class ResNet18Cifar(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(64)
+            layers, in_planes = [], 64
+            for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+                layers += [BasicBlock(in_planes, planes, stride), BasicBlock(planes, planes, 1)]
+                in_planes = planes
+            self.layers = nn.Sequential(*layers)
+            self.fc = nn.Linear(512, 10)
+
+        def forward(self, x):
+            x = self.layers(torch.relu(self.bn1(self.conv1(x))))
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    return {"lenet5_table": LeNet5Table, "resnet18_cifar": ResNet18Cifar}
+
+
+def make_torch_contender(model_name: str, image_shape):
+    import torch
+
+    model = torch_models()[model_name]().train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    rng = np.random.default_rng(0)
+    height, width, channels = image_shape
+    images = torch.from_numpy(rng.normal(size=(BATCH_SIZE, channels, height, width)).astype(np.float32))
+    labels = torch.from_numpy(rng.integers(0, 10, BATCH_SIZE).astype(np.int64))
+
+    def run(num_steps: int):
+        for _ in range(num_steps):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(images), labels)
+            loss.backward()
+            optimizer.step()
+
+    start = time.perf_counter()
+    run(2)  # warm-up: allocator and oneDNN primitive caches
+    warmup_seconds = time.perf_counter() - start
+    return run, warmup_seconds, sum(p.numel() for p in model.parameters())
+
+
+# ------------------------------------------------------------------------------------ protocol
+
+
+def benchmark_network(model_name, image_shape, *, repetitions, steps, roofline):
+    jax_run, jax_compile, jax_params, step_flops = make_jax_contender(model_name, image_shape)
+    torch_run, torch_warmup, torch_params = make_torch_contender(model_name, image_shape)
+    if jax_params != torch_params:
+        raise RuntimeError(f"{model_name}: parameter counts differ: jaxvision {jax_params}, torch {torch_params}")
+    jax_run(2)
+    times = {"jaxvision": [], "torch": []}
+    for _ in range(repetitions):  # interleaved: A B A B ...
+        times["jaxvision"].append(_timed(lambda: jax_run(steps)) / steps)
+        times["torch"].append(_timed(lambda: torch_run(steps)) / steps)
+    result = {"model": model_name, "image_shape": list(image_shape), "batch_size": BATCH_SIZE,
+              "parameters": jax_params, "step_gflop": step_flops / 1e9,
+              "jaxvision_compile_seconds": jax_compile, "torch_warmup_seconds": torch_warmup}
+    for name, values in times.items():
+        values = np.asarray(values)
+        result[f"{name}_images_per_second_median"] = BATCH_SIZE / float(np.median(values))
+        result[f"{name}_images_per_second_min"] = BATCH_SIZE / float(values.max())
+        result[f"{name}_images_per_second_max"] = BATCH_SIZE / float(values.min())
+    result["ratio_jaxvision_over_torch"] = (
+        result["jaxvision_images_per_second_median"] / result["torch_images_per_second_median"]
+    )
+    achieved = step_flops / float(np.median(times["jaxvision"]))
+    result["jaxvision_limit_ratio"] = achieved / roofline if step_flops else None
+    return result
+
+
+def default_job(workdir: str) -> dict:
+    """Run `jaxvision train` (defaults) in a subprocess; wall time includes start-up and compiles."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "jaxvision.cli", "train", f"--workdir={workdir}"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    total = time.perf_counter() - start
+    with open(os.path.join(workdir, "results.json")) as f:
+        results = json.load(f)
+    return {"test_accuracy": results["test_accuracy"], "train_wall_seconds": results["wall_time_seconds"],
+            "process_wall_seconds": total, "num_steps": results["num_steps"]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="bench_results/train_step")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and steps")
+    parser.add_argument("--skip-default-job", action="store_true")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(os.cpu_count())
+    repetitions = 7 if args.quick else 11
+    roofline = matmul_roofline()
+    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, {os.cpu_count()} cores; "
+          f"jax {jax.__version__}, torch {torch.__version__}; f32 matmul roofline {roofline / 1e9:.1f} GFLOP/s")
+    rows = [
+        benchmark_network("lenet5_table", (28, 28, 1), repetitions=repetitions, steps=10 if args.quick else 20, roofline=roofline),
+        benchmark_network("resnet18_cifar", (32, 32, 3), repetitions=repetitions, steps=1 if args.quick else 2, roofline=roofline),
+    ]
+    print("\n| network | params | jaxvision img/s (min-max) | torch img/s (min-max) | ratio | limit ratio | compile s |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['parameters']:,} | {r['jaxvision_images_per_second_median']:.0f} "
+              f"({r['jaxvision_images_per_second_min']:.0f}-{r['jaxvision_images_per_second_max']:.0f}) | "
+              f"{r['torch_images_per_second_median']:.0f} ({r['torch_images_per_second_min']:.0f}-"
+              f"{r['torch_images_per_second_max']:.0f}) | {r['ratio_jaxvision_over_torch']:.2f}x | "
+              f"{r['jaxvision_limit_ratio']:.2f} | {r['jaxvision_compile_seconds']:.1f} |")
+    report = {"roofline_flops": roofline, "jax": jax.__version__, "torch": torch.__version__, "networks": rows}
+    if not args.skip_default_job:
+        job = default_job(tempfile.mkdtemp(prefix="jaxvision_default_job_"))
+        report["default_job"] = job
+        print(f"\ndefault job (`jaxvision train`): test accuracy {job['test_accuracy']:.4f} in "
+              f"{job['process_wall_seconds']:.1f} s wall (process, incl. start-up and compiles), {job['num_steps']} steps")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "bench_train_step.json"), "w") as f:
+        json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
