@@ -19,9 +19,11 @@ Lin et al., "Feature Pyramid Networks", CVPR 2017 (level assignment, eq. 1);
 torchvision.ops.roi_pool / roi_align / MultiScaleRoIAlign (LevelMapper).
 """
 
+import functools
 import math
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -100,7 +102,8 @@ def roi_align(
     sampling_ratio: int = -1,
     aligned: bool = False,
     max_sampling_ratio: int | None = None,
-    roi_chunk_size: int = 16,
+    window: int | None = 16,
+    roi_chunk_size: int = 8,
 ) -> Array:
     """RoI Align (Mask R-CNN), exactly torchvision.ops.roi_align's semantics, NHWC.
 
@@ -114,6 +117,10 @@ def roi_align(
         aligned=True), and do not force RoIs to be at least 1 pixel.
       max_sampling_ratio: static cap on the adaptive grid (default: enough for RoIs up to twice the
         feature map). RoIs needing more samples per bin use the cap (evenly spaced samples).
+      window: static window (feature-map pixels per axis) for the fast path: when every RoI's samples
+        fit in a `window x window` crop, only those crops are contracted (cost ~ K * window^2 * C);
+        otherwise (checked at run time, `lax.cond`) the whole map is (cost ~ K * H * W * C). The result
+        is the same either way; None always uses the whole map. Under `vmap` both paths run.
       roi_chunk_size: RoIs contracted together (static speed knob; the result does not depend on it).
 
     Returns: `float[K, out_h, out_w, C]`. Differentiable w.r.t. `features` (not w.r.t. boxes,
@@ -148,6 +155,25 @@ def roi_align(
         grid_w = jnp.minimum(jnp.ceil(roi_w / out_w), max_grid_w).astype(jnp.int32)
     a_y = _interpolation_matrix(y1, roi_h, grid_h, size=height, bins=out_h, max_grid=max_grid_h)
     a_x = _interpolation_matrix(x1, roi_w, grid_w, size=width, bins=out_w, max_grid=max_grid_w)
+    if window is None or (window >= height and window >= width):
+        return _dense_contraction(features, box_indices, a_y, a_x, roi_chunk_size)
+    win_h, win_w = min(window, height), min(window, width)
+    row_start, rows_fit = _window_start(a_y, win_h)
+    col_start, cols_fit = _window_start(a_x, win_w)
+    a_y_win = jnp.take_along_axis(a_y, (row_start[:, None] + jnp.arange(win_h)[None, :])[:, None, :], axis=2)
+    a_x_win = jnp.take_along_axis(a_x, (col_start[:, None] + jnp.arange(win_w)[None, :])[:, None, :], axis=2)
+    starts = jnp.stack([jnp.clip(box_indices, 0, batch - 1), row_start, col_start], axis=1)  # [K, 3]
+    # Exact either way: the windowed path only runs when every RoI's samples fit in its window.
+    return lax.cond(
+        jnp.all(rows_fit & cols_fit),
+        lambda: _windowed_contraction(features, starts, a_y_win, a_x_win, roi_chunk_size),
+        lambda: _dense_contraction(features, box_indices, a_y, a_x, roi_chunk_size),
+    )
+
+
+def _dense_contraction(features, box_indices, a_y, a_x, chunk):
+    """out[k] = A_y[k] @ F[b_k] @ A_x[k]^T over the whole map (any RoI size); cost ~ K * H * W * C."""
+    batch = features.shape[0]
     # Route each RoI to its image: [K, out_h, B, H], zero outside the RoI's own image (so the cost
     # grows with B: for many images, vmap roi_align over images instead).
     one_hot = (box_indices[:, None] == jnp.arange(batch)[None, :]).astype(features.dtype)  # [K, B]
@@ -160,7 +186,92 @@ def roi_align(
 
     # Chunks of RoIs keep the [chunk, out_w, B, H, C] intermediate in cache (2x faster on CPU than
     # one big contraction, whose intermediate is K * out_w * H * C floats).
-    return lax.map(pool_one, (a_y, a_x), batch_size=roi_chunk_size)
+    return lax.map(pool_one, (a_y, a_x), batch_size=chunk)
+
+
+def _window_start(matrix, window: int):
+    """First pixel of a `window`-wide span holding every nonzero column of `matrix [K, bins, size]`.
+
+    Returns (start int32[K] in [0, size - window], fits bool[K]).
+    """
+    size = matrix.shape[2]
+    used = jnp.any(matrix != 0, axis=1)  # [K, size]
+    first = jnp.argmax(used, axis=1)
+    last = size - 1 - jnp.argmax(used[:, ::-1], axis=1)
+    any_used = jnp.any(used, axis=1)
+    fits = ~any_used | (last - first < window)
+    start = jnp.clip(jnp.where(any_used, first, 0), 0, size - window)
+    return start.astype(jnp.int32), fits
+
+
+def _windowed_contraction(features, starts, a_y, a_x, chunk):
+    """out[k] = A_y[k] @ window_k(F) @ A_x[k]^T with a static window per RoI; cost ~ K * window^2 * C.
+
+    The window is cut with dynamic_slice (a copy; XLA:CPU gathers are ~10x slower), `chunk` RoIs per
+    scan step; the custom backward adds each window's gradient back in place with
+    dynamic_update_slice, avoiding XLA's slow scatter-add.
+    """
+    num_rois, out_h, win_h = a_y.shape
+    out_w, win_w = a_x.shape[1:]
+    pad = -num_rois % chunk
+    starts, a_y, a_x = (jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)) for x in (starts, a_y, a_x))
+    out = _windowed_apply(features, starts, a_y, a_x, chunk)
+    return out[:num_rois]
+
+
+def _window_slices(features, starts, win_h, win_w, chunk):
+    channels = features.shape[3]
+    return [
+        lax.dynamic_slice(features, (starts[i, 0], starts[i, 1], starts[i, 2], 0), (1, win_h, win_w, channels))[0]
+        for i in range(chunk)
+    ]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _windowed_apply(features, starts, a_y, a_x, chunk):
+    win_h, win_w = a_y.shape[2], a_x.shape[2]
+
+    def step(_, xs):
+        starts, a_y, a_x = xs  # [chunk, 3], [chunk, out_h, win_h], [chunk, out_w, win_w]
+        windows = jnp.stack(_window_slices(features, starts, win_h, win_w, chunk))  # [chunk, wh, ww, C]
+        rows = jnp.einsum("kph,khwc->kpwc", a_y, windows, precision=lax.Precision.HIGHEST)
+        return None, jnp.einsum("kpwc,kqw->kpqc", rows, a_x, precision=lax.Precision.HIGHEST)
+
+    xs = (starts.reshape(-1, chunk, 3), _chunks(a_y, chunk), _chunks(a_x, chunk))
+    out = lax.scan(step, None, xs)[1]  # [K / chunk, chunk, out_h, out_w, C]
+    return out.reshape((-1,) + out.shape[2:])
+
+
+def _chunks(x, chunk):
+    return x.reshape((-1, chunk) + x.shape[1:])
+
+
+def _windowed_apply_fwd(features, starts, a_y, a_x, chunk):
+    # The features ride along only for their shape and dtype (they are alive anyway).
+    return _windowed_apply(features, starts, a_y, a_x, chunk), (features, starts, a_y, a_x)
+
+
+def _windowed_apply_bwd(chunk, residuals, grad_out):
+    features, starts, a_y, a_x = residuals
+    shape, dtype = features.shape, features.dtype
+    win_h, win_w = a_y.shape[2], a_x.shape[2]
+
+    def step(grad_features, xs):
+        starts, a_y, a_x, grad = xs
+        cols = jnp.einsum("kpqc,kqw->kpwc", grad, a_x, precision=lax.Precision.HIGHEST)
+        grad_windows = jnp.einsum("kph,kpwc->khwc", a_y, cols, precision=lax.Precision.HIGHEST)
+        for i in range(chunk):
+            corner = (starts[i, 0], starts[i, 1], starts[i, 2], 0)
+            current = lax.dynamic_slice(grad_features, corner, (1, win_h, win_w, shape[3]))
+            grad_features = lax.dynamic_update_slice(grad_features, current + grad_windows[i][None], corner)
+        return grad_features, None
+
+    xs = (starts.reshape(-1, chunk, 3), _chunks(a_y, chunk), _chunks(a_x, chunk), _chunks(grad_out, chunk))
+    grad_features, _ = lax.scan(step, jnp.zeros(shape, dtype), xs)
+    return grad_features, None, None, None
+
+
+_windowed_apply.defvjp(_windowed_apply_fwd, _windowed_apply_bwd)
 
 
 # ----------------------------------------------------------------------------------------------

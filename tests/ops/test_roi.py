@@ -12,7 +12,8 @@ import reference  # tests/reference.py (tests/ is on sys.path through conftest.p
 from jaxvision.ops import roi
 
 # Eager calls dispatch dozens of small ops, each compiled once; one jit per configuration is faster.
-_STATIC = ("output_size", "spatial_scale", "sampling_ratio", "aligned", "max_sampling_ratio", "roi_chunk_size")
+_STATIC = ("output_size", "spatial_scale", "sampling_ratio", "aligned", "max_sampling_ratio", "window",
+           "roi_chunk_size")
 roi_align = jax.jit(roi.roi_align, static_argnames=_STATIC)
 roi_pool = jax.jit(roi.roi_pool, static_argnames=("output_size", "spatial_scale"))
 
@@ -37,6 +38,24 @@ def test_roi_align_matches_torchvision_loop(sampling_ratio, aligned):
     expected = reference.roi_align(features, boxes, box_indices, (3, 4), 0.25, sampling_ratio, aligned)
     assert got.shape == (12, 3, 4, 3)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+def test_windowed_path_equals_loop_and_dense_path(aligned):
+    # Small RoIs (<= 3 feature pixels) all fit a 6 x 6 window: the windowed fast path runs; a
+    # window of 2 does not fit them, so the same call falls back to the whole-map path.
+    features, boxes, box_indices = make_inputs(7, num_boxes=9, shape=(2, 12, 14, 3), max_xy=44, max_wh=12)
+    expected = reference.roi_align(features, boxes, box_indices, (3, 2), 0.25, 2, aligned)
+    results = {}
+    for window in (None, 6, 2):
+        kwargs = dict(output_size=(3, 2), spatial_scale=0.25, sampling_ratio=2, aligned=aligned, window=window,
+                      roi_chunk_size=4)
+        out = roi_align(features, boxes, box_indices, **kwargs)
+        np.testing.assert_allclose(out, expected, atol=1e-5, err_msg=f"window={window}")
+        grad_fn = jax.jit(jax.grad(lambda f, kwargs=kwargs: (roi.roi_align(f, boxes, box_indices, **kwargs) ** 2).sum()))
+        results[window] = np.asarray(grad_fn(features))
+    np.testing.assert_allclose(results[6], results[None], atol=1e-5)
+    np.testing.assert_allclose(results[2], results[None], atol=1e-5)
 
 
 def test_roi_align_border_rules_and_known_value():
