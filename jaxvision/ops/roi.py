@@ -311,7 +311,8 @@ def roi_pool(
     and an empty bin (outside the map) gives 0.
 
     Args: features `float[B, H, W, C]`, boxes `float[K, 4]` xyxy image pixels, box_indices `int[K]`.
-    Returns `float[K, out_h, out_w, C]`; the gradient goes to each bin's maximum (ties: all of them).
+    Returns `float[K, out_h, out_w, C]`; the gradient goes to each bin's maximum (tied maxima share
+    it equally).
     Cost O(K * out_w * H * W * C): one RoI at a time (lax.map) to bound memory.
     """
     features, boxes, box_indices, (out_h, out_w) = _check(features, boxes, box_indices, output_size)
