@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageEnhance, ImageOps
 
 from jaxvision.data import augment
 from jaxvision.data.augment import randaugment
@@ -95,7 +95,7 @@ def test_equalize_matches_pil():
                                       expected)
 
 
-def test_posterize_solarize_autocontrast_match_pil():
+def test_posterize_solarize_sharpness_autocontrast_match_pil():
     levels = uint8_image(5)
     image = levels_to_float(levels)
     pil = Image.fromarray(levels)
@@ -104,6 +104,10 @@ def test_posterize_solarize_autocontrast_match_pil():
                                       np.asarray(ImageOps.posterize(pil, bits)))
     np.testing.assert_array_equal(to_levels(augment.solarize(image, 128 / 255.0)),
                                   np.asarray(ImageOps.solarize(pil, 128)))
+    for factor in (0.0, 0.5, 1.7):
+        sharp = to_levels(jax.jit(augment.adjust_sharpness)(image, factor))
+        expected = np.asarray(ImageEnhance.Sharpness(pil).enhance(factor)).astype(np.int64)
+        assert np.abs(sharp - expected).max() <= 1
     contrast = to_levels(augment.autocontrast(image))
     assert np.abs(contrast - np.asarray(ImageOps.autocontrast(pil))).max() <= 1
 

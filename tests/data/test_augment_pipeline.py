@@ -63,6 +63,14 @@ def test_apply_to_batch_matches_a_loop_and_is_deterministic(key):
         np.testing.assert_allclose(out[index], composed(example_key, images[index]), atol=1e-5)
 
 
+def test_chunked_lax_map_gives_the_same_result_as_vmap(key):
+    images = jax.random.uniform(jax.random.key(31), (4, 16, 16, 3))
+    chunked = jax.jit(functools.partial(augment.apply_to_batch, PIPELINE[:3], batch_size=3))
+    np.testing.assert_array_equal(chunked(key, images), BATCHED(key, images))
+    with pytest.raises(ValueError, match="batch_size"):
+        augment.apply_to_batch(PIPELINE[:3], key, images, batch_size=0)
+
+
 def test_jitted_pipeline_takes_numpy_input_for_host_use(key):
     images = np.random.default_rng(0).uniform(size=(4, 16, 16, 3)).astype(np.float32)
     out = BATCHED(key, images)

@@ -92,10 +92,17 @@ def adjust_sharpness(image: Array, factor, *, max_value: float = 1.0) -> Array:
     height, width = image.shape[:2]
     if height < 3 or width < 3:
         return image
-    weights = jnp.ones((3, 3), jnp.float32).at[1, 1].set(5.0) / 13.0
-    smoothed = sum(weights[dy, dx] * image[dy:height - 2 + dy, dx:width - 2 + dx]
-                   for dy in range(3) for dx in range(3))
-    degenerate = image.at[1:-1, 1:-1].set(smoothed)
+    # Separable 3x3 box sum on a padded copy, plus 4x the centre: weights 1 around, 5 in the middle.
+    # Written without slice-assignment and as two passes of 3 slices, because XLA on CPU recomputes
+    # 9-slice sums of a fused producer when sharpness follows another op (8x slower in RandAugment).
+    padded = jnp.pad(image, ((1, 1), (1, 1), (0, 0)))
+    column_sums = padded[:, :-2] + padded[:, 1:-1] + padded[:, 2:]  # [H + 2, W, C]
+    box = column_sums[:-2] + column_sums[1:-1] + column_sums[2:]  # [H, W, C]
+    smoothed = (box + 4.0 * image) / 13.0
+    rows = jnp.arange(height).reshape(height, 1, 1)
+    cols = jnp.arange(width).reshape(1, width, 1)
+    interior = (rows > 0) & (rows < height - 1) & (cols > 0) & (cols < width - 1)
+    degenerate = jnp.where(interior, smoothed, image)
     return jnp.clip(factor * image + (1.0 - factor) * degenerate, 0.0, max_value)
 
 
