@@ -65,10 +65,11 @@ def run_nms(boxes, scores, iou_threshold, max_outputs=MAX_OUTPUTS, valid=None, s
 # --- agreement with the greedy loop --------------------------------------------------------------
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**31 - 1),
-    iou_threshold=st.sampled_from([0.1, 0.3, 0.5, 0.7, 0.9]),
+    # Thresholds are traced arguments, so any value in (0.1, 0.9) reuses the one compiled function.
+    iou_threshold=st.floats(0.1, 0.9) | st.sampled_from([0.1, 0.2, 1 / 3, 0.5, 0.6, 0.75, 0.9]),
     integer=st.booleans(),
     num_valid=st.integers(0, NUM_BOXES),
 )
@@ -162,8 +163,8 @@ def test_score_threshold_and_max_outputs():
 # --- batched / vmap / jit --------------------------------------------------------------------
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**31 - 1), iou_threshold=st.sampled_from([0.2, 0.5, 0.8]))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), iou_threshold=st.floats(0.1, 0.9) | st.sampled_from([0.2, 0.5, 0.8]))
 def test_batched_nms_equals_per_class_loop(seed, iou_threshold):
     rng = np.random.default_rng(seed)
     boxes = clustered_boxes(rng, NUM_BOXES, integer=True)
@@ -232,3 +233,15 @@ def test_soft_nms_matches_loop(method):
     np.testing.assert_allclose(np.asarray(new_scores)[np.asarray(out_valid)], ref_scores, rtol=1e-5)
     assert new_scores.shape == (35,) and not np.asarray(out_valid)[len(ref_indices):].any()
     assert 5 not in ref_indices
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("num_boxes", [2000, 6000])
+def test_large_nms_sweep_equals_numpy_greedy(num_boxes):
+    rng = np.random.default_rng(num_boxes)
+    boxes = clustered_boxes(rng, num_boxes, num_objects=40) * 10
+    scores = rng.uniform(size=num_boxes).astype(np.float32)
+    fn = jax.jit(lambda b, s, t: nms(b, s, iou_threshold=t, max_outputs=num_boxes))
+    for iou_threshold in np.linspace(0.1, 0.9, 9):
+        got = kept(*fn(boxes, scores, np.float32(iou_threshold)))
+        assert got == reference.nms_vectorized(boxes, scores, iou_threshold, num_boxes).tolist()
