@@ -90,6 +90,21 @@ def test_abstract_forward_shapes_and_features(name):
     assert features["pre_logits"].shape[0] == 2
 
 
+@pytest.mark.parametrize("name", models.list_models())
+def test_abstract_train_mode_forward(name, key):
+    """Training mode traces too (dropout / drop path rngs, BatchNorm statistics as updates)."""
+    model = models.create_model(name, num_classes=7)
+    images = jax.ShapeDtypeStruct(native_shape(name), jnp.float32)
+    variables = jax.eval_shape(lambda x: model.init(key, x, train=False), images)
+    (logits, _), updates = jax.eval_shape(
+        lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"], rngs={"dropout": key}),
+        variables,
+        images,
+    )
+    assert logits.shape == (2, 7) and logits.dtype == jnp.float32
+    assert jax.tree.structure(updates.get("batch_stats", {})) == jax.tree.structure(variables.get("batch_stats", {}))
+
+
 def test_every_non_legacy_model_has_a_reference_or_shape_test():
     # Guards against a registry entry slipping through the count tests below unnoticed.
     counted = set(TORCHVISION_PARAMS) | set(OTHER_PARAMS_1000) | set(CIFAR_PARAMS_10)
