@@ -71,6 +71,11 @@ def _maybe_prefetch(dataset: grain.MapDataset, worker_count: int) -> grain.IterD
     # A few reader threads overlap decoding with the train step (tfds decoding releases the GIL).
     iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
     if worker_count > 0:
+        from absl import flags
+
+        # grain's worker pool reads absl flags; outside an absl `app.run` nobody parsed them.
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
         iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
     return iterable
 

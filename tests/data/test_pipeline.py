@@ -76,3 +76,8 @@ def test_batch_must_split_over_processes():
     with pytest.raises(ValueError, match="divisible by the number of processes"):
         pipeline.make_train_iterator(ArraySource(8), global_batch_size=5, num_steps=1, seed=0, mean=MEAN, std=STD,
                                      process_count=2)
+
+
+def test_worker_processes_yield_the_same_batches():
+    source = ArraySource(20)
+    assert train_batches(source, num_steps=6, worker_count=1) == train_batches(source, num_steps=6)

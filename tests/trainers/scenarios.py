@@ -93,6 +93,22 @@ def data_parallel(out_path: str):
             {"params": state.params, "batch_stats": state.batch_stats})[0]}
         results.update({f"{num_devices}/{k}": v for k, v in flat.items()})
         results[f"{num_devices}/losses"] = np.asarray(losses)
+        if num_devices == 8:
+            # Save on the 8-device mesh, restore onto a 1-device mesh through an abstract target.
+            from jaxvision.training.checkpoint import Checkpointer
+
+            checkpointer = Checkpointer(os.path.join(os.path.dirname(out_path), "ckpt"))
+            checkpointer.save(5, state, {"next_index": 5})
+            checkpointer.wait()
+            one_device = sharding.replicated_sharding(sharding.make_mesh(1))
+            abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=one_device), state)
+            restored, _, _ = checkpointer.restore(abstract)
+            checkpointer.close()
+            assert all(leaf.sharding.num_devices == 1 for leaf in jax.tree.leaves(restored))
+            results["restored_on_1/params_equal"] = np.asarray(all(
+                np.array_equal(np.asarray(a), np.asarray(b))
+                for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state))
+            ))
     np.savez(out_path, **results)
 
 

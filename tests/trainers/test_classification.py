@@ -116,6 +116,7 @@ def test_eight_devices_match_one_device(tmp_path):
     run_python([SCENARIOS, "data-parallel", out], env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
     arrays = np.load(out)
     np.testing.assert_allclose(arrays["8/losses"], arrays["1/losses"], atol=1e-5, rtol=1e-5)
+    assert bool(arrays["restored_on_1/params_equal"])  # 8-device checkpoint restored onto 1 device
     names = [k[2:] for k in arrays.files if k.startswith("1/") and k != "1/losses"]
     assert any("BatchNorm" in n for n in names)
     for name in names:
@@ -219,6 +220,21 @@ def test_train_step_rejects_wrong_rank_at_trace_time(smoke_config):
     step = jax.jit(classification.make_train_step(smoke_config))
     with pytest.raises(ValueError, match="images must have shape"):
         step(state, {"image": jnp.zeros((4, 28, 28)), "label": jnp.zeros(4, jnp.int32)}, jax.random.key(1))
+
+
+def test_mixed_precision_step_keeps_float32_params_and_metrics(smoke_config):
+    from jaxvision import models
+    from jaxvision.training.state import create_train_state
+    import optax
+
+    model = models.create_model("lenet5", num_classes=10, dtype=jnp.bfloat16)
+    state = create_train_state(jax.random.key(0), model, optax.sgd(0.1), (28, 28, 1))
+    batch = {"image": jnp.ones((4, 28, 28, 1)), "label": jnp.arange(4, dtype=jnp.int32)}
+    logits, _ = model.apply(state.variables, batch["image"], train=False)
+    assert logits.dtype == jnp.float32
+    new_state, metrics = jax.jit(classification.make_train_step(smoke_config))(state, batch, jax.random.key(1))
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(new_state.params))
+    assert metrics["loss"][0].dtype == jnp.float32 and bool(jnp.isfinite(metrics["loss"][0]))
 
 
 @pytest.mark.parametrize(
