@@ -6,7 +6,8 @@ strictly greater than `iou_threshold`, stop after `max_outputs` kept boxes. The 
 `(indices int32[max_outputs], valid bool[max_outputs])`, so it runs under `jit` and `vmap`.
 
 How it stays exact and fast (no tiled approximation, no hard-coded threshold):
-1. Sort once by (eligible first, score descending, index).
+1. Order boxes by descending score, ties by index, with `lax.top_k` (stable): first only the top
+   8 x max_outputs candidates; the full order is computed only if those run out.
 2. Walk the sorted boxes in blocks of `block_size` with a `while_loop` that stops as soon as
    `max_outputs` boxes are kept or the remaining boxes are ineligible.
 3. For a block: drop candidates that overlap any box kept in earlier blocks (compared chunk by chunk
@@ -68,26 +69,22 @@ def _round_up(value: int, multiple: int) -> int:
 def _greedy_nms(boxes, scores, eligible, class_ids, *, iou_threshold, max_outputs, block_size):
     """Shared core of `nms` and `batched_nms`: class_ids None means one class."""
     num_boxes = boxes.shape[0]
-    if max_outputs == 0 or num_boxes == 0:
-        return jnp.zeros((max_outputs,), jnp.int32), jnp.zeros((max_outputs,), bool)
     if not isinstance(block_size, int) or block_size < 8:
         raise ValueError(f"block_size must be a Python int >= 8, got {block_size!r}")
+    if max_outputs == 0 or num_boxes == 0:
+        return jnp.zeros((max_outputs,), jnp.int32), jnp.zeros((max_outputs,), bool)
     block = min(block_size, _round_up(num_boxes, 8))
     num_blocks = -(-num_boxes // block)
     padded = num_blocks * block
     capacity = _round_up(min(max_outputs, num_boxes), block)  # kept-box buffer, whole chunks
-
-    # -0.0 and 0.0 must tie (lax.sort orders floats totally), hence the where.
-    neg_scores = jnp.where(eligible & (scores != 0), -scores, 0).astype(scores.dtype)
-    index = jnp.arange(num_boxes, dtype=jnp.int32)
-    _, _, order = lax.sort(((~eligible).astype(jnp.int32), neg_scores, index), num_keys=3)
-    pad = padded - num_boxes
-    sorted_boxes = jnp.pad(boxes[order], ((0, pad), (0, 0)))  # [padded, 4]
-    sorted_eligible = jnp.pad(eligible[order], (0, pad))  # [padded]
     if class_ids is None:
-        sorted_classes = jnp.zeros((padded,), jnp.int32)
-    else:
-        sorted_classes = jnp.pad(class_ids[order], (0, pad))
+        class_ids = jnp.zeros((num_boxes,), jnp.int32)
+
+    # One float key gives the greedy order through lax.top_k, which is stable (equal keys: lower
+    # index first). Ineligible boxes get -inf; they may interleave with real -inf scores, which is
+    # why the loop stops at the last eligible position rather than at the first ineligible one.
+    # -0.0 becomes 0.0 so that the two tie, as they compare equal.
+    key = jnp.where(eligible, jnp.where(scores == 0, 0, scores), -jnp.inf).astype(scores.dtype)
     local = jnp.arange(block)
     earlier = local[:, None] < local[None, :]  # [block, block]: row j comes before column i
 
@@ -96,63 +93,79 @@ def _greedy_nms(boxes, scores, eligible, class_ids, *, iou_threshold, max_output
         same_class = cand_classes[:, None] == other_classes[None, :]
         return (box_iou(cand_boxes, other_boxes) > iou_threshold) & same_class
 
-    def block_body(carry):
-        b, count, kept_boxes, kept_classes, kept_positions = carry
-        # Gathers, not dynamic_slice: XLA:CPU fuses a dynamic_slice into the [block, block] IoU
-        # fusion and then runs it ~5x slower inside a loop.
-        positions = b * block + local
-        cand_boxes = sorted_boxes[positions]
-        cand_classes = sorted_classes[positions]
-        alive = sorted_eligible[positions]
+    def run_blocks(order, state, first_block, end_block):
+        """Greedy NMS over blocks [first_block, end_block) of `order` (a prefix of the greedy order)."""
+        pad = padded - order.shape[0]
+        sorted_boxes = jnp.pad(boxes[order], ((0, pad), (0, 0)))  # [padded, 4]
+        sorted_eligible = jnp.pad(eligible[order], (0, pad))  # [padded]
+        sorted_classes = jnp.pad(class_ids[order], (0, pad))
+        sorted_indices = jnp.pad(order.astype(jnp.int32), (0, pad))
+        end = jnp.max(jnp.where(sorted_eligible, jnp.arange(padded), -1)) + 1  # past the last eligible
 
-        def against_chunk(c, alive):
-            slots = c * block + local
-            chunk_boxes = kept_boxes[slots]
-            chunk_classes = kept_classes[slots]
-            filled = slots < count
-            hit = overlaps(cand_boxes, cand_classes, chunk_boxes, chunk_classes) & filled[None, :]
-            return alive & ~jnp.any(hit, axis=1)
+        def block_body(carry):
+            b, count, kept_boxes, kept_classes, kept_indices = carry
+            # Gathers, not dynamic_slice: XLA:CPU fuses a dynamic_slice into the [block, block] IoU
+            # fusion and then runs it ~5x slower inside a loop.
+            positions = b * block + local
+            cand_boxes = sorted_boxes[positions]
+            cand_classes = sorted_classes[positions]
+            alive = sorted_eligible[positions]
 
-        alive = lax.fori_loop(0, (count + block - 1) // block, against_chunk, alive)
+            def against_chunk(c, alive):
+                slots = c * block + local
+                hit = overlaps(cand_boxes, cand_classes, kept_boxes[slots], kept_classes[slots])
+                return alive & ~jnp.any(hit & (slots < count)[None, :], axis=1)
 
-        suppresses = overlaps(cand_boxes, cand_classes, cand_boxes, cand_classes) & earlier
+            alive = lax.fori_loop(0, (count + block - 1) // block, against_chunk, alive)
+            suppresses = overlaps(cand_boxes, cand_classes, cand_boxes, cand_classes) & earlier
 
-        def fixed_point_step(state):
-            keep, _ = state
-            new_keep = alive & ~jnp.any(suppresses & keep[:, None], axis=0)
-            return new_keep, jnp.any(new_keep != keep)
+            def fixed_point_step(state):
+                keep, _ = state
+                new_keep = alive & ~jnp.any(suppresses & keep[:, None], axis=0)
+                return new_keep, jnp.any(new_keep != keep)
 
-        keep, _ = lax.while_loop(lambda s: s[1], fixed_point_step, (alive, jnp.array(True)))
+            keep, _ = lax.while_loop(lambda s: s[1], fixed_point_step, (alive, jnp.array(True)))
 
-        slot = count + jnp.cumsum(keep) - 1
-        # Slots past max_outputs (or past the buffer) are dropped: the loop ends after this block.
-        slot = jnp.where(keep & (slot < max_outputs), slot, capacity)
-        kept_boxes = kept_boxes.at[slot].set(cand_boxes, mode="drop")
-        kept_classes = kept_classes.at[slot].set(cand_classes, mode="drop")
-        kept_positions = kept_positions.at[slot].set(positions, mode="drop")
-        count = jnp.minimum(count + jnp.sum(keep), max_outputs)
-        return b + 1, count, kept_boxes, kept_classes, kept_positions
+            slot = count + jnp.cumsum(keep) - 1
+            # Slots past max_outputs (or past the buffer) are dropped: the loop ends after this block.
+            slot = jnp.where(keep & (slot < max_outputs), slot, capacity)
+            kept_boxes = kept_boxes.at[slot].set(cand_boxes, mode="drop")
+            kept_classes = kept_classes.at[slot].set(cand_classes, mode="drop")
+            kept_indices = kept_indices.at[slot].set(sorted_indices[positions], mode="drop")
+            count = jnp.minimum(count + jnp.sum(keep), max_outputs)
+            return b + 1, count, kept_boxes, kept_classes, kept_indices
 
-    def block_cond(carry):
-        b, count = carry[0], carry[1]
-        # Eligible boxes are sorted first, so an ineligible block head means nothing is left.
-        head_eligible = sorted_eligible[jnp.minimum(b * block, padded - 1)]
-        return (b < num_blocks) & (count < max_outputs) & head_eligible
+        def block_cond(carry):
+            b, count = carry[0], carry[1]
+            return (b < end_block) & (count < max_outputs) & (b * block < end)
 
-    init = (
-        jnp.array(0, jnp.int32),
+        return lax.while_loop(block_cond, block_body, (jnp.array(first_block, jnp.int32),) + state)[1:]
+
+    state = (
         jnp.array(0, jnp.int32),
         jnp.zeros((capacity, 4), boxes.dtype),
-        jnp.zeros((capacity,), sorted_classes.dtype),
+        jnp.zeros((capacity,), jnp.int32),
         jnp.zeros((capacity,), jnp.int32),
     )
-    _, count, _, _, kept_positions = lax.while_loop(block_cond, block_body, init)
+    # Phase 1 orders only the top candidates (a partial top_k is much cheaper than a full sort);
+    # phase 2 orders everything, only when phase 1 ran out of candidates before max_outputs.
+    num_first = min(padded, _round_up(max(8 * max_outputs, 4 * block), block))
+    if num_first < num_boxes:
+        state = run_blocks(lax.top_k(key, num_first)[1], state, 0, num_first // block)
+        more = (state[0] < max_outputs) & (jnp.sum(eligible) > num_first)
+        state = lax.cond(
+            more,
+            lambda state: run_blocks(lax.top_k(key, num_boxes)[1], state, num_first // block, num_blocks),
+            lambda state: state,
+            state,
+        )
+    else:
+        state = run_blocks(lax.top_k(key, num_boxes)[1], state, 0, num_blocks)
+    count, _, _, kept_indices = state
     if capacity < max_outputs:
-        kept_positions = jnp.pad(kept_positions, (0, max_outputs - capacity))
-    kept_positions = kept_positions[:max_outputs]
+        kept_indices = jnp.pad(kept_indices, (0, max_outputs - capacity))
     out_valid = jnp.arange(max_outputs) < count
-    indices = jnp.where(out_valid, order[jnp.minimum(kept_positions, num_boxes - 1)], 0)
-    return indices.astype(jnp.int32), out_valid
+    return jnp.where(out_valid, kept_indices[:max_outputs], 0).astype(jnp.int32), out_valid
 
 
 def nms(

@@ -112,6 +112,31 @@ def test_block_size_does_not_change_the_result():
     assert results[0] == results[1] == reference.nms_vectorized(boxes, scores, 0.4, 40).tolist()
 
 
+def test_partial_order_then_full_order():
+    # max_outputs=3 with block_size=8 orders only the top 32 candidates first; two tight clusters
+    # keep 2 boxes there, so the full order is needed for the third (and -inf scores come last).
+    rng = np.random.default_rng(11)
+    tight = np.array([0, 0, 50, 50], np.float32) + rng.uniform(-2, 2, (200, 4)).astype(np.float32)
+    boxes = np.concatenate([tight[:100], tight[100:] + 300])  # every pair in a cluster: IoU > 0.7
+    scores = rng.uniform(size=200).astype(np.float32)
+    boxes[150] = [900, 900, 910, 910]  # an isolated box with a low score ...
+    scores[150] = 0.0
+    boxes[151] = [950, 950, 960, 960]  # ... and one with score -inf, valid
+    scores[151] = -np.inf
+    valid = np.ones(200, bool)
+    valid[3] = False  # an invalid box in the first block
+    fn = jax.jit(lambda b, s, v, t: nms(b, s, iou_threshold=t, max_outputs=4, valid=v, block_size=8))
+    for iou_threshold in (0.3, 0.6):
+        got = kept(*fn(boxes, scores, valid, np.float32(iou_threshold)))
+        assert got == reference.nms(boxes, scores, iou_threshold, 4, valid=valid)
+        assert got[-2:] == [150, 151]
+    # under vmap the two phases become a select (both run): same answer per image
+    batched = jax.jit(jax.vmap(lambda b, s: nms(b, s, iou_threshold=0.6, max_outputs=4, block_size=8)))
+    indices, out_valid = batched(np.stack([boxes, boxes[::-1]]), np.stack([scores, scores[::-1]]))
+    assert kept(indices[0], out_valid[0]) == reference.nms(boxes, scores, 0.6, 4)
+    assert kept(indices[1], out_valid[1]) == reference.nms(boxes[::-1], scores[::-1], 0.6, 4)
+
+
 # --- edge cases ----------------------------------------------------------------------------------
 
 
