@@ -169,109 +169,6 @@ def soft_nms(boxes, scores, max_outputs, method="gaussian", sigma=0.5, iou_thres
 
 
 # ================================================================================================
-# metrics.detection, metrics.ranking and losses (owner: metrics/losses; appended section)
-# ================================================================================================
-
-
-def voc_iou_pair(a, b, pixel_offset=0.0):
-    """Devkit overlap of two xyxy boxes: None when they do not overlap (`iw > 0 & ih > 0` fails)."""
-    iw = min(a[2], b[2]) - max(a[0], b[0]) + pixel_offset
-    ih = min(a[3], b[3]) - max(a[1], b[1]) + pixel_offset
-    if not (iw > 0 and ih > 0):
-        return None
-    area_a = (a[2] - a[0] + pixel_offset) * (a[3] - a[1] + pixel_offset)
-    area_b = (b[2] - b[0] + pixel_offset) * (b[3] - b[1] + pixel_offset)
-    return iw * ih / (area_a + area_b - iw * ih)  # the devkit's order of operations
-
-
-def voc_ap(recall, precision, use_11_point):
-    """VOCap (all points) or the VOC2007 11-point AP, literally as the devkit loops."""
-    if use_11_point:
-        ap = 0.0
-        for k in range(11):
-            ps = [p for r, p in zip(recall, precision) if r >= k / 10]
-            ap += (max(ps) if ps else 0.0) / 11
-        return ap
-    mrec = [0.0] + list(recall) + [1.0]
-    mpre = [0.0] + list(precision) + [0.0]
-    for i in range(len(mpre) - 2, -1, -1):
-        mpre[i] = max(mpre[i], mpre[i + 1])
-    return sum((mrec[i] - mrec[i - 1]) * mpre[i] for i in range(1, len(mrec)) if mrec[i] != mrec[i - 1])
-
-
-def voc_eval_class(gts, dets, iou_threshold=0.5, use_11_point=False, pixel_offset=0.0):
-    """AP of one class, following VOCevaldet.m line by line.
-
-    gts: {image: [(box, difficult), ...]}; dets: [(image, box, score), ...] in input order.
-    Returns nan when the class has no non-difficult ground truth.
-    """
-    npos = sum(not difficult for objects in gts.values() for _, difficult in objects)
-    claimed = {image: [False] * len(objects) for image, objects in gts.items()}
-    order = sorted(range(len(dets)), key=lambda d: -dets[d][2])  # Python's sort is stable
-    tp, fp = [], []
-    for d in order:
-        image, box, _ = dets[d]
-        ovmax, jmax = -math.inf, None
-        for j, (gt_box, _) in enumerate(gts.get(image, [])):
-            ov = voc_iou_pair(box, gt_box, pixel_offset)
-            if ov is not None and ov > ovmax:
-                ovmax, jmax = ov, j
-        is_tp = is_fp = 0
-        if ovmax >= iou_threshold:
-            if not gts[image][jmax][1]:
-                if not claimed[image][jmax]:
-                    is_tp = 1
-                    claimed[image][jmax] = True
-                else:
-                    is_fp = 1
-        else:
-            is_fp = 1
-        tp.append(is_tp)
-        fp.append(is_fp)
-    if npos == 0:
-        return math.nan
-    recall, precision, ctp, cfp = [], [], 0, 0
-    for t, f in zip(tp, fp):
-        ctp, cfp = ctp + t, cfp + f
-        recall.append(ctp / npos)
-        precision.append(ctp / max(ctp + cfp, np.finfo(np.float64).eps))
-    return voc_ap(recall, precision, use_11_point)
-
-
-def hard_negative_mask(negative_losses, positive, valid, neg_pos_ratio=3):
-    """SSD hard-negative mining by a loop: the k = min(ratio * #positives, #negatives) valid,
-    non-positive priors of highest loss (ties: lower index first)."""
-    candidates = [i for i in range(len(positive)) if valid[i] and not positive[i]]
-    num_positives = sum(1 for i in range(len(positive)) if valid[i] and positive[i])
-    k = min(neg_pos_ratio * num_positives, len(candidates))
-    chosen = sorted(candidates, key=lambda i: (-float(negative_losses[i]), i))[:k]
-    mask = np.zeros(len(positive), bool)
-    mask[chosen] = True
-    return mask
-
-
-def roc_points(labels, scores, pos_label=1):
-    """ROC by brute force: one threshold per distinct score (descending), after +inf; at each, count
-    the positives and negatives whose score is >= the threshold."""
-    positive = [label == pos_label for label in labels]
-    num_pos, num_neg = sum(positive), len(positive) - sum(positive)
-    thresholds = [math.inf] + sorted(set(float(s) for s in scores), reverse=True)
-    fpr, tpr = [], []
-    for threshold in thresholds:
-        tpr.append(sum(1 for p, s in zip(positive, scores) if p and s >= threshold) / num_pos)
-        fpr.append(sum(1 for p, s in zip(positive, scores) if not p and s >= threshold) / num_neg)
-    return np.array(fpr), np.array(tpr), np.array(thresholds)
-
-
-def auc_by_pairs(labels, scores, pos_label=1):
-    """P(score of a random positive > score of a random negative), ties counting 1/2 (Mann-Whitney U)."""
-    pos = [s for label, s in zip(labels, scores) if label == pos_label]
-    neg = [s for label, s in zip(labels, scores) if label != pos_label]
-    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
-
-
-# ================================================================================================
 # ops.roi
 # ================================================================================================
 
@@ -484,3 +381,106 @@ def max_pool_with_argmax(x, window, stride, padding):
                                 best, where = v, y * width + xx
                     values[n, i, j, c], indices[n, i, j, c] = best, where
     return values, indices
+
+
+# ================================================================================================
+# metrics.detection, metrics.ranking and losses (owner: metrics/losses; appended section)
+# ================================================================================================
+
+
+def voc_iou_pair(a, b, pixel_offset=0.0):
+    """Devkit overlap of two xyxy boxes: None when they do not overlap (`iw > 0 & ih > 0` fails)."""
+    iw = min(a[2], b[2]) - max(a[0], b[0]) + pixel_offset
+    ih = min(a[3], b[3]) - max(a[1], b[1]) + pixel_offset
+    if not (iw > 0 and ih > 0):
+        return None
+    area_a = (a[2] - a[0] + pixel_offset) * (a[3] - a[1] + pixel_offset)
+    area_b = (b[2] - b[0] + pixel_offset) * (b[3] - b[1] + pixel_offset)
+    return iw * ih / (area_a + area_b - iw * ih)  # the devkit's order of operations
+
+
+def voc_ap(recall, precision, use_11_point):
+    """VOCap (all points) or the VOC2007 11-point AP, literally as the devkit loops."""
+    if use_11_point:
+        ap = 0.0
+        for k in range(11):
+            ps = [p for r, p in zip(recall, precision) if r >= k / 10]
+            ap += (max(ps) if ps else 0.0) / 11
+        return ap
+    mrec = [0.0] + list(recall) + [1.0]
+    mpre = [0.0] + list(precision) + [0.0]
+    for i in range(len(mpre) - 2, -1, -1):
+        mpre[i] = max(mpre[i], mpre[i + 1])
+    return sum((mrec[i] - mrec[i - 1]) * mpre[i] for i in range(1, len(mrec)) if mrec[i] != mrec[i - 1])
+
+
+def voc_eval_class(gts, dets, iou_threshold=0.5, use_11_point=False, pixel_offset=0.0):
+    """AP of one class, following VOCevaldet.m line by line.
+
+    gts: {image: [(box, difficult), ...]}; dets: [(image, box, score), ...] in input order.
+    Returns nan when the class has no non-difficult ground truth.
+    """
+    npos = sum(not difficult for objects in gts.values() for _, difficult in objects)
+    claimed = {image: [False] * len(objects) for image, objects in gts.items()}
+    order = sorted(range(len(dets)), key=lambda d: -dets[d][2])  # Python's sort is stable
+    tp, fp = [], []
+    for d in order:
+        image, box, _ = dets[d]
+        ovmax, jmax = -math.inf, None
+        for j, (gt_box, _) in enumerate(gts.get(image, [])):
+            ov = voc_iou_pair(box, gt_box, pixel_offset)
+            if ov is not None and ov > ovmax:
+                ovmax, jmax = ov, j
+        is_tp = is_fp = 0
+        if ovmax >= iou_threshold:
+            if not gts[image][jmax][1]:
+                if not claimed[image][jmax]:
+                    is_tp = 1
+                    claimed[image][jmax] = True
+                else:
+                    is_fp = 1
+        else:
+            is_fp = 1
+        tp.append(is_tp)
+        fp.append(is_fp)
+    if npos == 0:
+        return math.nan
+    recall, precision, ctp, cfp = [], [], 0, 0
+    for t, f in zip(tp, fp):
+        ctp, cfp = ctp + t, cfp + f
+        recall.append(ctp / npos)
+        precision.append(ctp / max(ctp + cfp, np.finfo(np.float64).eps))
+    return voc_ap(recall, precision, use_11_point)
+
+
+def hard_negative_mask(negative_losses, positive, valid, neg_pos_ratio=3):
+    """SSD hard-negative mining by a loop: the k = min(ratio * #positives, #negatives) valid,
+    non-positive priors of highest loss (ties: lower index first)."""
+    candidates = [i for i in range(len(positive)) if valid[i] and not positive[i]]
+    num_positives = sum(1 for i in range(len(positive)) if valid[i] and positive[i])
+    k = min(neg_pos_ratio * num_positives, len(candidates))
+    chosen = sorted(candidates, key=lambda i: (-float(negative_losses[i]), i))[:k]
+    mask = np.zeros(len(positive), bool)
+    mask[chosen] = True
+    return mask
+
+
+def roc_points(labels, scores, pos_label=1):
+    """ROC by brute force: one threshold per distinct score (descending), after +inf; at each, count
+    the positives and negatives whose score is >= the threshold."""
+    positive = [label == pos_label for label in labels]
+    num_pos, num_neg = sum(positive), len(positive) - sum(positive)
+    thresholds = [math.inf] + sorted(set(float(s) for s in scores), reverse=True)
+    fpr, tpr = [], []
+    for threshold in thresholds:
+        tpr.append(sum(1 for p, s in zip(positive, scores) if p and s >= threshold) / num_pos)
+        fpr.append(sum(1 for p, s in zip(positive, scores) if not p and s >= threshold) / num_neg)
+    return np.array(fpr), np.array(tpr), np.array(thresholds)
+
+
+def auc_by_pairs(labels, scores, pos_label=1):
+    """P(score of a random positive > score of a random negative), ties counting 1/2 (Mann-Whitney U)."""
+    pos = [s for label, s in zip(labels, scores) if label == pos_label]
+    neg = [s for label, s in zip(labels, scores) if label != pos_label]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
