@@ -263,6 +263,13 @@ def _check_weights(weights) -> tuple[float, float, float, float]:
     return tuple(float(w) for w in weights)
 
 
+def _centres_and_sizes(boxes):
+    """(cx, cy, w, h) of xyxy boxes, with the centre as x1 + w/2, in torchvision BoxCoder's order."""
+    w = boxes[..., 2] - boxes[..., 0]
+    h = boxes[..., 3] - boxes[..., 1]
+    return boxes[..., 0] + 0.5 * w, boxes[..., 1] + 0.5 * h, w, h
+
+
 def encode_boxes(
     boxes: Array, anchors: Array, *, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)
 ) -> Array:
@@ -274,14 +281,8 @@ def encode_boxes(
     """
     wx, wy, ww, wh = _check_weights(weights)
     boxes, anchors = _elementwise(boxes, anchors)
-    anchor_w = anchors[..., 2] - anchors[..., 0]
-    anchor_h = anchors[..., 3] - anchors[..., 1]
-    anchor_cx = anchors[..., 0] + 0.5 * anchor_w
-    anchor_cy = anchors[..., 1] + 0.5 * anchor_h
-    w = boxes[..., 2] - boxes[..., 0]
-    h = boxes[..., 3] - boxes[..., 1]
-    cx = boxes[..., 0] + 0.5 * w
-    cy = boxes[..., 1] + 0.5 * h
+    anchor_cx, anchor_cy, anchor_w, anchor_h = _centres_and_sizes(anchors)
+    cx, cy, w, h = _centres_and_sizes(boxes)
     return jnp.stack(
         [
             wx * (cx - anchor_cx) / anchor_w,
@@ -308,10 +309,7 @@ def decode_boxes(
     """
     wx, wy, ww, wh = _check_weights(weights)
     deltas, anchors = _elementwise(deltas, anchors)
-    anchor_w = anchors[..., 2] - anchors[..., 0]
-    anchor_h = anchors[..., 3] - anchors[..., 1]
-    anchor_cx = anchors[..., 0] + 0.5 * anchor_w
-    anchor_cy = anchors[..., 1] + 0.5 * anchor_h
+    anchor_cx, anchor_cy, anchor_w, anchor_h = _centres_and_sizes(anchors)
     dx = deltas[..., 0] / wx
     dy = deltas[..., 1] / wy
     dw = jnp.minimum(deltas[..., 2] / ww, scale_clamp)
