@@ -7,9 +7,14 @@ shifts boxes by -0.5 pixel (pixel centres) and allows RoIs smaller than one pixe
 
 How it is computed: bilinear sampling and the per-bin average are separable in y and x, so for
 RoI k the output is `A_y[k] @ F[b_k] @ A_x[k]^T` with small interpolation matrices
-`A_y: [out_h, H]`, `A_x: [out_w, W]` (each row averages the bin's samples). The feature map enters
-only through two matmuls, so the backward pass is two matmuls as well (no scatter-add, a known slow
-spot of XLA), and the cost is O(K * out_h * H * W * C) per image, independent of the sampling grid.
+`A_y: [out_h, H]`, `A_x: [out_w, W]` (each row averages the bin's samples), independent of the
+sampling grid's size. Two ways to contract them, chosen at run time, with the same result:
+- windowed (fast path): when every RoI's nonzero weights fit a static `window x window` crop, each
+  RoI contracts only its crop (cut with dynamic_slice, 8 RoIs per scan step); the custom backward adds
+  the crops' gradients back in place with dynamic_update_slice. Cost O(K * window^2 * C).
+- whole map (fallback, any RoI size): the matrices span the map; the backward is plain matmuls.
+  Cost O(K * H * W * C).
+Neither uses gather/scatter-add over pixels, which XLA:CPU runs ~10x slower (see PERF.md).
 The adaptive grid (`sampling_ratio <= 0`: ceil(roi_h / out_h), data dependent) is handled with a
 static maximum `max_sampling_ratio` and masking; torchvision is matched wherever the RoI needs no
 more samples per bin than that cap (by default: any RoI up to twice the feature-map size).
