@@ -55,8 +55,9 @@ def apply_to_batch(transforms: Sequence[Transform] | Transform, key: jax.Array,
     them (RandAugment, random-order colour jitter) pay for all branches. An int runs
     `lax.map(..., batch_size=k)`: sequential chunks of `k` examples, vmapped inside (`k=1` runs only
     each example's own branch, but pays a per-example loop step). On the 2-core CPU, chunks of 32
-    ran the crop+flip+RandAugment pipeline ~1.3x faster than one vmap over 128 and `k=1` 2x slower
-    (see experiments/bench_augment.py); measure on your device. `B` need not be a multiple of `k`.
+    ran the crop+flip+RandAugment pipeline at the same speed as one vmap over 128 and `k=1` ~2x
+    slower (experiments/bench_augment.py); it bounds memory for large images. `B` need not be a
+    multiple of `k`.
     """
     leaves = jax.tree.leaves(batch)
     if not leaves or any(getattr(leaf, "ndim", 0) < 1 for leaf in leaves):
