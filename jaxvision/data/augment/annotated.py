@@ -14,7 +14,9 @@ Each transform draws one input->output matrix (the same one the image-only versi
   boxes narrower or shorter than `min_box_size` pixels, or with less than `min_box_visibility` of
   their (transformed) area left inside the image, are invalidated and zeroed;
 - maps keypoints and sets the visibility of those that leave the image to 0.
-Coordinates follow `sampling.py`: continuous pixels, so a flip is exactly `x -> W - x`.
+Flips skip the resampler: pixels and masks are reversed, boxes and keypoints go through the matrix
+and no box is filtered. Coordinates follow `sampling.py`: continuous pixels, so a flip is exactly
+`x -> W - x`.
 """
 
 from typing import Sequence
@@ -125,17 +127,31 @@ def _warp_annotations(example: Example, matrix: Array, out_shape: tuple[int, int
     return result
 
 
+def _flip_example(key: jax.Array, example: Example, *, horizontal: bool, p: float):
+    """Mirrors pixels by reversal (no resampling) and boxes/keypoints through the flip matrix."""
+    _check_example(example)
+    matrix, out_shape, flipped = geometric.flip_matrix(key, example["image"].shape,
+                                                       horizontal=horizontal, p=p)
+    # Boxes are never filtered by a flip: every box stays whole inside the image.
+    result = _warp_annotations({k: v for k, v in example.items() if k != "masks"}, matrix, out_shape,
+                               mask_fill=0, min_box_size=0.0, min_box_visibility=0.0)
+    pixel_fields = ["image"] + (["masks"] if "masks" in example else [])
+    for name in pixel_fields:
+        array = example[name]
+        axis = array.ndim - (1 if name == "masks" else 2) - (0 if horizontal else 1)
+        result[name] = jnp.where(flipped, jnp.flip(array, axis=axis), array)
+    return result, flipped
+
+
 def horizontal_flip_example(key: jax.Array, example: Example, *, p: float = 0.5,
                             keypoint_flip_permutation: Sequence[int] | None = None) -> Example:
     """Left-right mirror with probability `p` (same draw as `horizontal_flip` for the same key).
 
-    `keypoint_flip_permutation` swaps left/right keypoint ids when the example is flipped (e.g.
-    COCO's left and right eye); omit it for symmetric keypoint sets.
+    Pixels and masks are reversed exactly; boxes map `x -> W - x`. `keypoint_flip_permutation` swaps
+    left/right keypoint ids when the example is flipped (e.g. COCO's left and right eye); omit it
+    for symmetric keypoint sets.
     """
-    _check_example(example)
-    matrix, out_shape, flipped = geometric.flip_matrix(key, example["image"].shape, horizontal=True,
-                                                       p=p)
-    result = warp_example(example, matrix, out_shape)
+    result, flipped = _flip_example(key, example, horizontal=True, p=p)
     if keypoint_flip_permutation is not None and "keypoints" in example:
         permutation = jnp.asarray(keypoint_flip_permutation, jnp.int32)
         if permutation.shape != example["keypoints"].shape[1:2]:
@@ -147,10 +163,8 @@ def horizontal_flip_example(key: jax.Array, example: Example, *, p: float = 0.5,
 
 
 def vertical_flip_example(key: jax.Array, example: Example, *, p: float = 0.5) -> Example:
-    """Top-bottom mirror with probability `p` (same draw as `vertical_flip`)."""
-    _check_example(example)
-    matrix, out_shape, _ = geometric.flip_matrix(key, example["image"].shape, horizontal=False, p=p)
-    return warp_example(example, matrix, out_shape)
+    """Top-bottom mirror with probability `p` (same draw as `vertical_flip`); pixels reversed exactly."""
+    return _flip_example(key, example, horizontal=False, p=p)[0]
 
 
 def random_crop_example(key: jax.Array, example: Example, *, size=None, padding=0,
