@@ -14,8 +14,6 @@ import dataclasses
 import json
 import logging
 import os
-import signal
-import threading
 import time
 from typing import Any
 
@@ -28,22 +26,17 @@ from jaxvision import models
 from jaxvision.data import pipeline
 from jaxvision.data import tfds as datasets
 from jaxvision.metrics import classification as metrics_lib
+from jaxvision.training import augmentation
 from jaxvision.training import checkpoint as checkpoint_lib
-from jaxvision.training import fingerprint, optimizers, sharding
+from jaxvision.training import fingerprint, loop, optimizers, sharding
 from jaxvision.training import logging as logging_lib
+from jaxvision.training.loop import NonFiniteLossError, TrainingInterrupted, write_json
 from jaxvision.training.state import TrainState, create_train_state, parameter_count
 
 logger = logging.getLogger(__name__)
 
 INIT_PURPOSE, TRAIN_PURPOSE = 0, 1
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the message names the step."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """SIGTERM/SIGINT arrived; a checkpoint of the current step was saved before raising."""
+AUGMENT_PURPOSE = 2  # folded into the step key
 
 
 def check_batch(batch: dict, *, image_shape: tuple[int, ...], num_classes: int) -> None:
@@ -80,29 +73,44 @@ def _check_traced_shapes(images, labels) -> None:
         raise TypeError(f"labels must be integers, got {labels.dtype}")
 
 
-def cross_entropy(logits, labels, *, label_smoothing: float = 0.0):
-    """Per-example softmax cross-entropy `float32[N]` with optional label smoothing (Szegedy 2016)."""
-    targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
+def cross_entropy(logits, labels, *, label_smoothing: float = 0.0, targets=None):
+    """Per-example softmax cross-entropy `float32[N]` with optional label smoothing (Szegedy 2016).
+
+    `targets` (float32[N, K], e.g. mixup's soft labels) replaces the one-hot of `labels`.
+    """
+    if targets is None:
+        targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
     if label_smoothing > 0:
         targets = optax.smooth_labels(targets, label_smoothing)
     return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
-def make_train_step(config):
+def make_train_step(config, *, mean=None, std=None, num_classes: int | None = None):
     """`train_step(state, batch, train_key) -> (state, metrics)`, to be jitted with state donated.
 
-    Uses `config.label_smoothing`, `config.optimizer.l2_regularization` and `config.ema_decay`.
-    `metrics` is a dict of `(sum, count)` pairs (see `jaxvision.metrics.classification`).
+    Uses `config.label_smoothing`, `config.optimizer.l2_regularization`, `config.ema_decay` and
+    `config.augment` (on-device augmentation; needs the normalization `mean`/`std` and
+    `num_classes`). `metrics` is a dict of `(sum, count)` pairs (`jaxvision.metrics.classification`);
+    with mixup/CutMix, train accuracy is measured against each image's original label.
     """
     label_smoothing = float(config.label_smoothing)
     l2_strength = float(config.optimizer.l2_regularization)
     ema_decay = float(config.ema_decay)
+    augment_batch = None
+    if "augment" in config and augmentation.is_enabled(config.augment):
+        if mean is None or std is None or num_classes is None:
+            raise ValueError("config.augment is on: make_train_step needs mean, std and num_classes")
+        augment_batch = augmentation.make_batch_augmentation(config.augment, mean=mean, std=std,
+                                                             num_classes=num_classes)
 
     def train_step(state: TrainState, batch: dict, train_key):
         images, labels = batch["image"], batch["label"]
         _check_traced_shapes(images, labels)
         step_key = jax.random.fold_in(train_key, state.step)
         dropout_key, drop_path_key = jax.random.split(step_key)
+        targets = None
+        if augment_batch is not None:
+            images, targets = augment_batch(jax.random.fold_in(step_key, AUGMENT_PURPOSE), images, labels)
 
         def loss_fn(params):
             (logits, _), updates = state.apply_fn(
@@ -112,7 +120,7 @@ def make_train_step(config):
                 rngs={"dropout": dropout_key, "drop_path": drop_path_key},
                 mutable=["batch_stats"],
             )
-            per_example = cross_entropy(logits, labels, label_smoothing=label_smoothing)
+            per_example = cross_entropy(logits, labels, label_smoothing=label_smoothing, targets=targets)
             loss = jnp.mean(per_example)
             if l2_strength > 0:
                 loss = loss + l2_strength * optimizers.l2_penalty(params)
@@ -223,47 +231,6 @@ def evaluate(experiment: Experiment, state: TrainState, *, use_ema: bool = False
     return metrics_lib.finalize(total)
 
 
-class _SignalCatcher:
-    """Turns SIGTERM/SIGINT into a flag the loop checks after each step (main thread only)."""
-
-    def __init__(self):
-        self.received = None
-        self._previous = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        del frame
-        if self.received is not None:  # A second signal: stop now.
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def __exit__(self, *exc):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-
-def _host_metrics(step_metrics: list[dict]) -> tuple[dict[str, float], np.ndarray]:
-    """Sum a list of per-step metrics dicts on the host; also return each step's mean loss."""
-    host = jax.device_get(step_metrics)
-    losses = np.asarray([m["loss"][0] / max(m["loss"][1], 1e-12) for m in host])
-    totals = {name: (sum(m[name][0] for m in host), sum(m[name][1] for m in host)) for name in host[0]}
-    return {name: float(s / max(c, 1e-12)) for name, (s, c) in totals.items()}, losses
-
-
-def write_json(path: str, payload: dict) -> None:
-    """Write JSON atomically (a killed run never leaves a truncated file)."""
-    if jax.process_index() != 0:
-        return
-    with open(path + ".tmp", "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-    os.replace(path + ".tmp", path)
-
-
 def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> dict:
     """Train `config` in `workdir`, resuming from its newest valid checkpoint; return the results.
 
@@ -303,7 +270,10 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
     if data_state is not None:
         train_iterator.set_state(data_state)
 
-    train_step = jax.jit(make_train_step(config), donate_argnums=0)
+    train_step = jax.jit(
+        make_train_step(config, mean=experiment.mean, std=experiment.std, num_classes=experiment.spec.num_classes),
+        donate_argnums=0,
+    )
     eval_fn = jax.jit(make_eval_step(), static_argnums=0)
     step = int(jax.device_get(state.step))
     run_logger = logging_lib.RunLogger(workdir, total_steps=experiment.num_steps, initial_step=step, show_progress=show_progress)
@@ -336,7 +306,7 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
         nonlocal window_start, window_images
         if not pending:
             return
-        train_metrics, losses = _host_metrics(pending)
+        train_metrics, losses = loop.host_metrics(pending)
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
             bad_step = current_step - len(pending) + int(bad[0]) + 1
@@ -352,7 +322,7 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
         window_start, window_images = time.perf_counter(), 0
 
     try:
-        with _SignalCatcher() as signals:
+        with loop.SignalCatcher() as signals:
             for batch in train_iterator:
                 if step >= experiment.num_steps:
                     break

@@ -7,11 +7,14 @@ return `config.lock()`ed, so a misspelled `--config.KEY=VALUE` fails and lists t
 import ml_collections
 from ml_collections import config_dict
 
+from jaxvision.training.augmentation import augment_config
+
 
 def classification_config() -> ml_collections.ConfigDict:
     """Defaults for `jaxvision.trainers.classification.train_and_evaluate` (unlocked)."""
     config = ml_collections.ConfigDict()
     config.name = "classification"
+    config.task = "classification"  # which trainer `jaxvision train` runs: classification | segmentation
     config.seed = 0
     config.model = "lenet5"
     config.model_kwargs = ml_collections.ConfigDict()
@@ -48,6 +51,7 @@ def classification_config() -> ml_collections.ConfigDict:
             "grad_accumulation_steps": 1,
         }
     )
+    config.augment = augment_config()  # on-device, inside the jitted step; all off by default
     config.label_smoothing = 0.0
     config.ema_decay = 0.0  # > 0 keeps an EMA of the parameters, evaluated alongside
     config.mixed_precision = False  # bf16 compute, float32 params/BatchNorm stats/logits/loss

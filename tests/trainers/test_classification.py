@@ -268,3 +268,26 @@ def test_cli_list_and_eval(reference_run, capsys):
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["step"] == 12
     assert evaluated["test_accuracy"] == pytest.approx(read_results(reference_run[0])["test_accuracy"], abs=1e-6)
+
+
+def test_on_device_augmentation_runs_in_the_step_without_callbacks(smoke_config):
+    from jaxvision import models
+    from jaxvision.training.state import create_train_state
+    import optax
+
+    smoke_config.augment.random_crop_padding = 2
+    smoke_config.augment.affine_degrees = 10.0
+    smoke_config.augment.mixup_alpha = 0.2
+    smoke_config.augment.cutmix_alpha = 1.0
+    model = models.create_model("lenet5", num_classes=10)
+    state = create_train_state(jax.random.key(0), model, optax.sgd(0.1), (28, 28, 1))
+    step = classification.make_train_step(smoke_config, mean=np.array([0.13]), std=np.array([0.31]), num_classes=10)
+    batch = {"image": jnp.ones((4, 28, 28, 1)), "label": jnp.arange(4, dtype=jnp.int32)}
+    jaxpr = str(jax.make_jaxpr(step)(state, batch, jax.random.key(1)))
+    assert "callback" not in jaxpr
+    first, metrics = jax.jit(step)(state, batch, jax.random.key(1))
+    again, _ = jax.jit(step)(state, batch, jax.random.key(1))
+    assert bool(jnp.isfinite(metrics["loss"][0]))
+    assert all(bool(jnp.array_equal(a, b)) for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(again.params)))
+    with pytest.raises(ValueError, match="needs mean, std and num_classes"):
+        classification.make_train_step(smoke_config)
