@@ -130,28 +130,47 @@ def _configure_platform():
     absl.logging.set_verbosity(absl.logging.ERROR)
 
 
-def command_train(args, overrides) -> int:
-    from jaxvision.trainers import classification
+TASKS = ("classification", "segmentation")
 
+
+def trainer_for(task: str):
+    """The trainer module of `config.task`."""
+    if task == "classification":
+        from jaxvision.trainers import classification
+
+        return classification
+    if task == "segmentation":
+        from jaxvision.trainers import segmentation
+
+        return segmentation
+    raise ValueError(f"unknown config.task {task!r}; valid tasks: {', '.join(TASKS)}")
+
+
+def command_train(args, overrides) -> int:
     config = apply_overrides(load_config(args.config), overrides)
+    trainer = trainer_for(config.task)
     workdir = args.workdir or os.path.join("workdirs", config.name)
     print(f"training {config.name} in {workdir}", flush=True)
-    results = classification.train_and_evaluate(config, workdir)
+    results = trainer.train_and_evaluate(config, workdir)
     summary = {k: results[k] for k in sorted(results) if k.startswith("test_")}
     print(json.dumps(summary, indent=2))
+    headline = f"mean IoU {results['test_mean_iou']:.4f}" if "test_mean_iou" in results else f"accuracy {results['test_accuracy']:.4f}"
     print(
-        f"test accuracy {results['test_accuracy']:.4f} after {results['num_steps']} steps "
+        f"test {headline} after {results['num_steps']} steps "
         f"in {results['wall_time_seconds']:.1f} s; results in {os.path.join(workdir, 'results.json')}"
     )
     return 0
 
 
 def command_eval(args, overrides) -> int:
-    from jaxvision.trainers import classification
-
     if overrides:
         raise ValueError("eval takes no --config.* overrides; it reads the workdir's config.json")
-    results = classification.evaluate_workdir(args.workdir, step=args.step, use_best=args.best)
+    config_path = os.path.join(args.workdir, "config.json")
+    task = "classification"
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            task = json.load(f).get("task", "classification")
+    results = trainer_for(task).evaluate_workdir(args.workdir, step=args.step, use_best=args.best)
     print(json.dumps(results, indent=2))
     return 0
 
@@ -161,8 +180,13 @@ def command_list(args, overrides) -> int:
     from jaxvision import models
     from jaxvision.data import tfds as datasets
 
+    from jaxvision.data import segmentation as segmentation_data
+    from jaxvision.models import segmentation as segmentation_models
+
     print("models:   " + ", ".join(models.list_models()))
+    print("segmentation models: " + ", ".join(segmentation_models.list_segmentation_models()))
     print("datasets: " + ", ".join(datasets.list_datasets()))
+    print("segmentation datasets: " + ", ".join(segmentation_data.list_segmentation_datasets()))
     print("configs:  " + ", ".join(list_configs()))
     return 0
 

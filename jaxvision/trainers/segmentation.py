@@ -1,0 +1,447 @@
+"""Semantic segmentation: the train step, evaluation from a confusion matrix, `train_and_evaluate`.
+
+    results = train_and_evaluate(config, workdir)      # config from training/segmentation_config.py
+
+The loss is the per-pixel softmax cross-entropy averaged over the pixels that are not the data
+set's ignore label (FCN, Long et al. 2015), plus `config.dice_weight` times the soft Dice loss
+averaged over classes (Milletari et al. 2016) when it is > 0. Metrics come from one confusion
+matrix summed over the test split (`jaxvision.metrics.segmentation`): "accuracy" (pixel accuracy),
+"mean_class_accuracy", "mean_iou" and "voc_segmentation_accuracy" (percent).
+
+Checkpoints, resumption, SIGTERM and NaN handling and determinism follow the classification
+trainer (same `Checkpointer`, `RunLogger`, `SignalCatcher`, key discipline: `fold_in(train_key,
+step)`; the data order comes from the grain pipeline seeded with `config.seed`). At the end,
+`overlays.png` in the workdir shows `config.num_overlays` test images with their ground truth
+and predicted maps, colour coded.
+"""
+
+import json
+import logging
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxvision import losses
+from jaxvision.data import segmentation as seg_data
+from jaxvision.metrics import segmentation as seg_metrics
+from jaxvision.models.segmentation import create_segmentation_model
+from jaxvision.trainers.classification import INIT_PURPOSE, TRAIN_PURPOSE, Experiment
+from jaxvision.training import checkpoint as checkpoint_lib
+from jaxvision.training import fingerprint, loop, optimizers, sharding
+from jaxvision.training import logging as logging_lib
+from jaxvision.training.loop import NonFiniteLossError, TrainingInterrupted, write_json
+from jaxvision.training.state import TrainState, create_train_state, parameter_count
+
+logger = logging.getLogger(__name__)
+
+
+def check_batch(batch: dict, *, image_shape: tuple[int, ...], num_classes: int, ignore_label: int) -> None:
+    """Host-side checks of a numpy batch: image rank/shape/dtype, map shape/dtype/values.
+
+    Raises:
+      ValueError/TypeError naming the entry and what arrived.
+    """
+    images, labels = batch["image"], batch["segmentation"]
+    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(image_shape):
+        raise ValueError(f"batch['image'] must have shape [B, {', '.join(map(str, image_shape))}], got {images.shape}")
+    if not np.issubdtype(images.dtype, np.floating):
+        raise TypeError(f"batch['image'] must be floating point (normalized), got {images.dtype}")
+    if labels.shape != images.shape[:3]:
+        raise ValueError(f"batch['segmentation'] must have shape {images.shape[:3]}, got {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"batch['segmentation'] must be integers, got {labels.dtype}")
+    bad = (labels < 0) | ((labels >= num_classes) & (labels != ignore_label))
+    if bad.any():
+        raise ValueError(
+            f"batch['segmentation'] must be in [0, {num_classes}) or the ignore label {ignore_label}, "
+            f"got {np.unique(labels[bad])[:10]}"
+        )
+
+
+def _check_traced_shapes(images, labels) -> None:
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape [B, H, W, C], got {images.shape}")
+    if labels.shape != images.shape[:3]:
+        raise ValueError(f"segmentation must have shape {images.shape[:3]}, got {labels.shape}")
+
+
+def pixel_losses(logits, labels, *, ignore_label: int, label_smoothing: float = 0.0):
+    """`(cross_entropy float32[B, H, W], valid bool[B, H, W])`: 0 and False on ignored pixels."""
+    valid = labels != ignore_label
+    per_pixel = losses.softmax_cross_entropy(logits, labels, label_smoothing=label_smoothing, ignore_index=ignore_label)
+    return per_pixel, valid
+
+
+def mean_dice_loss(logits, labels, valid):
+    """Soft Dice loss of each class over the whole batch, averaged over classes (scalar)."""
+    num_classes = logits.shape[-1]
+    probabilities = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).reshape(-1, num_classes).T  # [K, BHW]
+    targets = jax.nn.one_hot(jnp.where(valid, labels, 0), num_classes).reshape(-1, num_classes).T  # [K, BHW]
+    mask = jnp.broadcast_to(valid.reshape(1, -1), targets.shape)
+    return jnp.mean(losses.dice_loss(probabilities, targets, mask=mask))
+
+
+def make_train_step(config, *, ignore_label: int):
+    """`train_step(state, batch, train_key) -> (state, metrics)`, to be jitted with state donated.
+
+    `metrics` holds `(sum, count)` pairs: "loss" (the objective, per step), "cross_entropy" and
+    "accuracy" (per non-ignored pixel).
+    """
+    label_smoothing = float(config.label_smoothing)
+    dice_weight = float(config.dice_weight)
+    l2_strength = float(config.optimizer.l2_regularization)
+    ema_decay = float(config.ema_decay)
+
+    def train_step(state: TrainState, batch: dict, train_key):
+        images, labels = batch["image"], batch["segmentation"]
+        _check_traced_shapes(images, labels)
+        dropout_key, drop_path_key = jax.random.split(jax.random.fold_in(train_key, state.step))
+
+        def loss_fn(params):
+            (logits, _), updates = state.apply_fn(
+                {"params": params, "batch_stats": state.batch_stats}, images, train=True,
+                rngs={"dropout": dropout_key, "drop_path": drop_path_key}, mutable=["batch_stats"],
+            )
+            per_pixel, valid = pixel_losses(logits, labels, ignore_label=ignore_label, label_smoothing=label_smoothing)
+            num_valid = jnp.maximum(jnp.sum(valid), 1)
+            loss = jnp.sum(per_pixel) / num_valid
+            if dice_weight > 0:
+                loss = loss + dice_weight * mean_dice_loss(logits, labels, valid)
+            if l2_strength > 0:
+                loss = loss + l2_strength * optimizers.l2_penalty(params)
+            return loss, (logits, per_pixel, valid, updates)
+
+        (loss, (logits, per_pixel, valid, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        param_updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, param_updates)
+        ema_params = state.ema_params
+        if ema_params is not None:
+            ema_params = optax.incremental_update(params, ema_params, step_size=1.0 - ema_decay)
+        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema_params,
+                                  batch_stats=updates.get("batch_stats", state.batch_stats))
+        num_valid = jnp.sum(valid).astype(jnp.float32)
+        correct = jnp.sum((jnp.argmax(logits, axis=-1) == labels) & valid).astype(jnp.float32)
+        metrics = {
+            "loss": (loss, jnp.ones((), jnp.float32)),
+            "cross_entropy": (jnp.sum(per_pixel), num_valid),
+            "accuracy": (correct, num_valid),
+        }
+        return new_state, metrics
+
+    return train_step
+
+
+def make_eval_step(*, num_classes: int, ignore_label: int):
+    """`eval_step(apply_fn, params, batch_stats, batch) -> {"confusion": int32[K, K], "cross_entropy": (sum, count)}`
+    over the real (unpadded) images of the batch."""
+
+    def eval_step(apply_fn, params, batch_stats, batch):
+        images, labels = batch["image"], batch["segmentation"]
+        _check_traced_shapes(images, labels)
+        logits, _ = apply_fn({"params": params, "batch_stats": batch_stats}, images, train=False)
+        per_pixel, valid = pixel_losses(logits, labels, ignore_label=ignore_label)
+        if "mask" in batch:
+            valid = valid & batch["mask"][:, None, None]
+        predictions = jnp.argmax(logits, axis=-1)
+        confusion = seg_metrics.confusion_matrix(labels, predictions, num_classes, ignore_label=ignore_label, valid=valid)
+        return {"confusion": confusion, "cross_entropy": (jnp.sum(per_pixel * valid), jnp.sum(valid).astype(jnp.float32))}
+
+    return eval_step
+
+
+def scores_from_confusion(confusion: np.ndarray, cross_entropy: tuple[float, float] | None = None) -> dict[str, float]:
+    """The scalar metrics of a summed confusion matrix (rows ground truth, columns predictions)."""
+    scores = seg_metrics.segmentation_scores(confusion)
+    metrics = {
+        "accuracy": scores["pixel_accuracy"],
+        "mean_class_accuracy": scores["mean_class_accuracy"],
+        "mean_iou": scores["mean_iou"],
+        "voc_segmentation_accuracy": seg_metrics.voc_segmentation_accuracy(confusion)[1],
+    }
+    if cross_entropy is not None:
+        metrics["loss"] = float(cross_entropy[0] / max(cross_entropy[1], 1e-12))
+    return metrics
+
+
+def _validate_config(config) -> None:
+    if config.task != "segmentation":
+        raise ValueError(f"config.task must be 'segmentation' for this trainer, got {config.task!r}")
+    if config.batch_size < 1:
+        raise ValueError(f"config.batch_size must be positive, got {config.batch_size}")
+    if config.dice_weight < 0:
+        raise ValueError(f"config.dice_weight must be >= 0, got {config.dice_weight}")
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise ValueError(f"config.ema_decay must be in [0, 1), got {config.ema_decay}")
+
+
+def _load_source(config, split: str):
+    return seg_data.load_segmentation_source(
+        config.dataset.name, split, data_dir=config.dataset.data_dir or None, download=config.dataset.download
+    )
+
+
+def build_experiment(config) -> Experiment:
+    """Data spec, model, optimizer and the replicated initial state for `config`."""
+    _validate_config(config)
+    spec = seg_data.get_segmentation_spec(config.dataset.name)
+    train_size = len(_load_source(config, spec.train_split))
+    mesh = sharding.make_mesh(config.num_devices)
+    if config.batch_size % mesh.size:
+        raise ValueError(f"config.batch_size={config.batch_size} must be divisible by the {mesh.size} devices")
+    steps_per_epoch = train_size // config.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"config.batch_size={config.batch_size} exceeds the training set size {train_size}")
+    num_steps = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * steps_per_epoch
+    dtype = jnp.bfloat16 if config.mixed_precision else jnp.float32
+    model = create_segmentation_model(config.model, num_classes=spec.num_classes, dtype=dtype, **config.model_kwargs)
+    schedule = optimizers.make_learning_rate_schedule(
+        config, steps_per_epoch=steps_per_epoch, num_steps=num_steps, global_batch_size=config.batch_size
+    )
+    tx = optimizers.make_optimizer(config, schedule)
+    root_key = jax.random.key(config.seed)
+    init_key, train_key = jax.random.fold_in(root_key, INIT_PURPOSE), jax.random.fold_in(root_key, TRAIN_PURPOSE)
+    create = jax.jit(
+        lambda key: create_train_state(key, model, tx, spec.image_shape, use_ema=config.ema_decay > 0),
+        out_shardings=sharding.replicated_sharding(mesh),
+    )
+    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+    return Experiment(config, spec, model, mesh, create(init_key), mean, std, steps_per_epoch, num_steps, train_key)
+
+
+def _eval_iterator(experiment: Experiment, max_examples: int = 0):
+    config = experiment.config
+    batch_size = -(-config.eval_batch_size // experiment.mesh.size) * experiment.mesh.size
+    return seg_data.make_eval_iterator(
+        _load_source(config, experiment.spec.test_split), global_batch_size=batch_size, mean=experiment.mean,
+        std=experiment.std, process_index=jax.process_index(), process_count=jax.process_count(),
+        max_examples=max_examples,
+    )
+
+
+def evaluate(experiment: Experiment, state: TrainState, *, use_ema: bool = False, eval_fn=None,
+             return_confusion: bool = False):
+    """Metrics of `state` (or its EMA parameters) over the whole test split (see module doc)."""
+    spec = experiment.spec
+    eval_fn = eval_fn or jax.jit(make_eval_step(num_classes=spec.num_classes, ignore_label=spec.ignore_label),
+                                 static_argnums=0)
+    params = state.ema_params if use_ema else state.params
+    confusion = np.zeros((spec.num_classes, spec.num_classes), np.int64)
+    cross_entropy = np.zeros(2, np.float64)
+    for batch in _eval_iterator(experiment):
+        batch = {k: v for k, v in batch.items() if k in ("image", "segmentation", "mask")}
+        out = jax.device_get(eval_fn(state.apply_fn, params, state.batch_stats, sharding.shard_batch(batch, experiment.mesh)))
+        confusion += np.asarray(out["confusion"], np.int64)
+        cross_entropy += np.asarray(out["cross_entropy"], np.float64)
+    metrics = scores_from_confusion(confusion, tuple(cross_entropy))
+    return (metrics, confusion) if return_confusion else metrics
+
+
+def color_palette(num_classes: int, ignore_label: int = seg_data.IGNORE_LABEL) -> np.ndarray:
+    """`uint8[256, 3]` colours: the Pascal VOC bit-interleaved palette (black background), white
+    for the ignore label."""
+    palette = np.zeros((256, 3), np.uint8)
+    for index in range(256):
+        value, color = index, np.zeros(3, np.int64)
+        for shift in range(8):
+            for channel in range(3):
+                color[channel] |= ((value >> channel) & 1) << (7 - shift)
+            value >>= 3
+        palette[index] = color
+    palette[ignore_label] = 255
+    del num_classes  # The palette is fixed so colours mean the same class across data sets.
+    return palette
+
+
+def save_overlays(experiment: Experiment, state: TrainState, path: str, num_images: int) -> str | None:
+    """Write a PNG grid: per test image, the image, the ground truth map over it, the prediction over it."""
+    if num_images <= 0 or jax.process_index() != 0:
+        return None
+    from PIL import Image
+
+    batch = next(_eval_iterator(experiment, max_examples=num_images))
+    images = batch["image"][:num_images]
+    logits, _ = jax.jit(state.apply_fn, static_argnames="train")(state.variables, images, train=False)
+    predictions = np.asarray(jnp.argmax(logits, axis=-1))
+    palette = color_palette(experiment.spec.num_classes, experiment.spec.ignore_label)
+    pixels = np.clip(images * experiment.std + experiment.mean, 0.0, 1.0)  # [n, H, W, C]
+    if pixels.shape[-1] == 1:
+        pixels = np.repeat(pixels, 3, axis=-1)
+    pixels = (pixels * 255).astype(np.uint8)
+
+    def overlay(maps):
+        colors = palette[maps]  # [n, H, W, 3]
+        labelled = (maps != 0)[..., None]  # background stays the image
+        return np.where(labelled, (0.4 * pixels + 0.6 * colors).astype(np.uint8), pixels)
+
+    rows = [np.concatenate(list(panel), axis=1) for panel in (pixels, overlay(batch["segmentation"][:num_images]),
+                                                                overlay(predictions))]
+    grid = np.concatenate(rows, axis=0)  # [3 H, n W, 3]: image / ground truth / prediction
+    scale = max(1, 256 // images.shape[1])
+    Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST).save(path)
+    return path
+
+
+def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> dict:
+    """Train `config` in `workdir`, resuming from its newest valid checkpoint; return the results.
+
+    Writes `config.json`, `metrics.jsonl`, TensorBoard events, `learning_curves.png`,
+    `overlays.png`, checkpoints under `checkpoints/` and `results.json` (final test metrics,
+    per-class IoU, steps, wall time, params_fingerprint).
+
+    Raises:
+      NonFiniteLossError: naming the first step whose loss was NaN/inf (earlier checkpoints stay).
+      TrainingInterrupted: on SIGTERM/SIGINT, after saving a checkpoint of the current step.
+    """
+    start_time = time.perf_counter()
+    os.makedirs(workdir, exist_ok=True)
+    write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+    experiment = build_experiment(config)
+    spec, mesh = experiment.spec, experiment.mesh
+    checkpointer = checkpoint_lib.Checkpointer(
+        os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
+        best_metric=config.checkpoint.best_metric or None, best_mode=config.checkpoint.best_mode,
+    )
+    state = experiment.state
+    restored = checkpointer.restore(jax.tree.map(
+        lambda arr: jax.ShapeDtypeStruct(arr.shape, arr.dtype, sharding=arr.sharding), state
+    ))
+    data_state = None
+    if restored is not None:
+        state, data_state, restored_step = restored
+        logger.info("resumed from step %d in %s", restored_step, checkpointer.directory)
+
+    train_iterator = seg_data.make_train_iterator(
+        _load_source(config, spec.train_split), global_batch_size=config.batch_size, num_steps=experiment.num_steps,
+        seed=config.seed, mean=experiment.mean, std=experiment.std, process_index=jax.process_index(),
+        process_count=jax.process_count(), worker_count=config.dataset.worker_count,
+    )
+    if data_state is not None:
+        train_iterator.set_state(data_state)
+    train_step = jax.jit(make_train_step(config, ignore_label=spec.ignore_label), donate_argnums=0)
+    eval_fn = jax.jit(make_eval_step(num_classes=spec.num_classes, ignore_label=spec.ignore_label), static_argnums=0)
+    step = int(jax.device_get(state.step))
+    run_logger = logging_lib.RunLogger(workdir, total_steps=experiment.num_steps, initial_step=step, show_progress=show_progress)
+    if step == 0:
+        run_logger.message(
+            f"{config.model}: {parameter_count(state.params):,} parameters, {experiment.num_steps} steps "
+            f"({experiment.steps_per_epoch}/epoch) on {mesh.size} device(s) [{jax.devices()[0].platform}]"
+        )
+
+    def run_evaluations(current_step) -> dict[str, float]:
+        results = {}
+        for split, use_ema in (("test", False), ("test_ema", True)):
+            if use_ema and state.ema_params is None:
+                continue
+            metrics = evaluate(experiment, state, use_ema=use_ema, eval_fn=eval_fn)
+            run_logger.write(current_step, split, metrics)
+            results.update({f"{split}_{k}": v for k, v in metrics.items()})
+        return results
+
+    pending: list[dict] = []
+    window_start, window_images = time.perf_counter(), 0
+    eval_every = config.eval_every_steps or experiment.steps_per_epoch
+    last_eval: dict[str, float] = {}
+
+    def flush_train_metrics(current_step):
+        nonlocal window_start, window_images
+        if not pending:
+            return
+        train_metrics, step_losses = loop.host_metrics(pending)
+        bad = np.flatnonzero(~np.isfinite(step_losses))
+        if bad.size:
+            raise NonFiniteLossError(
+                f"training loss is {step_losses[bad[0]]} at step {current_step - len(pending) + int(bad[0]) + 1}; "
+                f"stopping. The last good checkpoint stays in {checkpointer.directory} (steps {checkpointer.all_steps()})."
+            )
+        train_metrics["images_per_second"] = window_images / max(time.perf_counter() - window_start, 1e-9)
+        run_logger.write(current_step, "train", train_metrics)
+        run_logger.advance(len(pending), {k: train_metrics[k] for k in ("loss", "accuracy", "images_per_second")})
+        pending.clear()
+        window_start, window_images = time.perf_counter(), 0
+
+    try:
+        with loop.SignalCatcher() as signals:
+            for batch in train_iterator:
+                if step >= experiment.num_steps:
+                    break
+                check_batch(batch, image_shape=spec.image_shape, num_classes=spec.num_classes, ignore_label=spec.ignore_label)
+                batch = {k: batch[k] for k in ("image", "segmentation")}
+                state, metrics = train_step(state, sharding.shard_batch(batch, mesh), experiment.train_key)
+                pending.append(metrics)
+                step += 1
+                window_images += config.batch_size
+                is_last = step == experiment.num_steps
+                if len(pending) >= config.log_every_steps or is_last or signals.received is not None:
+                    flush_train_metrics(step)
+                if step % eval_every == 0 or is_last:
+                    flush_train_metrics(step)
+                    last_eval = run_evaluations(step)
+                    if config.checkpoint.every_steps == 0 or is_last:
+                        checkpointer.save(step, state, train_iterator.get_state(), last_eval)
+                if config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0 and not is_last:
+                    flush_train_metrics(step)  # Never checkpoint parameters from a NaN loss.
+                    checkpointer.save(step, state, train_iterator.get_state(), last_eval if step % eval_every == 0 else None)
+                if signals.received is not None:
+                    checkpointer.save(step, state, train_iterator.get_state())
+                    checkpointer.wait()
+                    raise TrainingInterrupted(
+                        f"signal {signals.received} at step {step}; checkpoint saved in {checkpointer.directory}"
+                    )
+    finally:
+        run_logger.close()
+        checkpointer.wait()
+
+    if not last_eval:  # Resumed a finished run: evaluate what was restored.
+        last_eval = run_evaluations(step)
+    _, confusion = evaluate(experiment, state, eval_fn=eval_fn, return_confusion=True)
+    checkpointer.close()
+    results = {
+        "config": config.name,
+        "model": config.model,
+        "dataset": config.dataset.name,
+        "num_steps": step,
+        "num_devices": mesh.size,
+        "wall_time_seconds": time.perf_counter() - start_time,
+        "params_fingerprint": fingerprint.params_fingerprint(state.params),
+        "parameter_count": parameter_count(state.params),
+        "best_checkpoint_step": checkpointer.best_step(),
+        "learning_curves": logging_lib.plot_learning_curves(workdir),
+        "overlays": save_overlays(experiment, state, os.path.join(workdir, "overlays.png"), config.num_overlays),
+        "test_per_class_iou": [None if np.isnan(v) else float(v) for v in seg_metrics.per_class_iou(confusion)],
+        "class_names": list(spec.class_names),
+        **last_eval,
+    }
+    write_json(os.path.join(workdir, "results.json"), results)
+    return results
+
+
+def evaluate_workdir(workdir: str, *, step: int | None = None, use_best: bool = False) -> dict[str, float]:
+    """Evaluate a trained workdir's checkpoint (latest, best, or `step`) on the test split."""
+    import ml_collections
+
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"{config_path} not found: is {workdir!r} a jaxvision training workdir?")
+    with open(config_path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    experiment = build_experiment(config)
+    checkpointer = checkpoint_lib.Checkpointer(
+        os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
+        best_metric=config.checkpoint.best_metric or None, best_mode=config.checkpoint.best_mode,
+    )
+    if use_best and step is None:
+        step = checkpointer.best_step()
+    abstract_state = jax.tree.map(lambda arr: jax.ShapeDtypeStruct(arr.shape, arr.dtype, sharding=arr.sharding), experiment.state)
+    restored = checkpointer.restore(abstract_state, step, with_data=False)
+    if restored is None:
+        raise FileNotFoundError(f"no checkpoint in {checkpointer.directory}")
+    state, _, restored_step = restored
+    results = {"step": restored_step, **{f"test_{k}": v for k, v in evaluate(experiment, state).items()}}
+    if state.ema_params is not None:
+        results.update({f"test_ema_{k}": v for k, v in evaluate(experiment, state, use_ema=True).items()})
+    checkpointer.close()
+    return results

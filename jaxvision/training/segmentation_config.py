@@ -1,0 +1,29 @@
+"""The segmentation config schema: the classification keys (`training/config.py`) plus these.
+
+    task = "segmentation"           # `jaxvision train` dispatches to jaxvision.trainers.segmentation
+    model                           # a name from jaxvision.models.segmentation.SEGMENTATION_MODELS
+    dataset.name                    # a name from jaxvision.data.segmentation.SEGMENTATION_DATASETS
+    dice_weight                     # > 0 adds this times the mean per-class soft Dice loss to the CE
+    num_overlays                    # test images drawn into overlays.png at the end (0: none)
+
+The ignore label comes from the data set's spec (255 for every registered one).
+"""
+
+import ml_collections
+
+from jaxvision.training.config import classification_config
+
+
+def segmentation_config() -> ml_collections.ConfigDict:
+    """Defaults for `jaxvision.trainers.segmentation.train_and_evaluate` (unlocked)."""
+    config = classification_config()
+    config.name = "segmentation"
+    config.task = "segmentation"
+    config.model = "unet_small"
+    config.dataset.name = "digit_scenes"
+    config.batch_size = 32
+    config.eval_batch_size = 100
+    config.dice_weight = 0.0
+    config.num_overlays = 8
+    config.checkpoint.best_metric = "test_mean_iou"
+    return config
