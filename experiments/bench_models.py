@@ -21,7 +21,7 @@ Protocol (shared/PERF.md): inputs built once; every contender compiled and warme
 (compile time reported apart); then A B A B ... for `--reps` repetitions (>= 7 on CPU, >= 20 on
 GPU); median and spread (min-max) of images/s, the ratio jaxvision/torch, and a limit ratio:
 achieved FLOP/s (analytic: `jaxvision.models.summary` MACs x 2, x 3 for a train step) over a
-large matmul measured in the same process at start-up. Prints a markdown table, writes JSON.
+large matmul measured in the same process at start-up (the faster of XLA's and MKL's on CPU). Prints a markdown table, writes JSON.
 """
 
 import argparse
@@ -32,11 +32,17 @@ import statistics
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-import torch
+# PyTorch's OpenMP threads spin-wait by default; on a shared 2-core machine a spinning thread that
+# loses its core stalls every barrier, and torch ran ~5x slower than alone (measured 1.2 vs 6.7
+# ResNet-50 img/s at batch 2). Passive waiting is the fair setting for the peer here. Must be set
+# before torch (and its OpenMP runtime) is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,12 +74,21 @@ def timed(function) -> float:
 
 
 def matmul_roofline(gpu: bool) -> float:
-    """FLOP/s of a jitted matmul: f32 2048^3 on CPU, bf16 8192^3 on GPU (best of 5)."""
-    size, dtype = (8192, jnp.bfloat16) if gpu else (2048, jnp.float32)
+    """FLOP/s of the best large matmul in this process: f32 4096^3 on CPU, bf16 8192^3 on GPU.
+
+    On CPU the larger of XLA's and PyTorch's (MKL) matmul, best of 3 each: XLA's Eigen matmul alone
+    (64 GFLOP/s at 2048^3 here) ran below what ViT-B/16 itself reached, so it is no ceiling.
+    """
+    size, dtype = (8192, jnp.bfloat16) if gpu else (4096, jnp.float32)
     a = jax.random.normal(jax.random.key(0), (size, size), dtype)
     matmul = jax.jit(lambda x, y: x @ y)
     matmul(a, a).block_until_ready()
-    return 2 * size**3 / min(timed(lambda: matmul(a, a).block_until_ready()) for _ in range(5))
+    best = min(timed(lambda: matmul(a, a).block_until_ready()) for _ in range(3))
+    if not gpu:
+        b = torch.randn(size, size)
+        torch.mm(b, b)
+        best = min(best, min(timed(lambda: torch.mm(b, b)) for _ in range(3)))
+    return 2 * size**3 / best
 
 
 # ------------------------------------------------------------------------------------ jaxvision
@@ -286,7 +301,10 @@ def main(argv=None):
     gpu = on_gpu()
     batch = args.batch or (2 if args.quick else 256 if gpu else 8)
     reps = args.reps or (3 if args.quick else 20 if gpu else 7)
-    device = f"{jax.devices()[0].device_kind} ({jax.default_backend()}), torch threads {torch.get_num_threads()}"
+    device = (
+        f"{jax.devices()[0].device_kind} ({jax.default_backend()}, {os.cpu_count()} cores), "
+        f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
+    )
     roofline = matmul_roofline(gpu)
     print(f"roofline {roofline / 1e9:.1f} GFLOP/s on {device}", flush=True)
     rows = []

@@ -62,3 +62,17 @@ def test_parameters_map_one_to_one_onto_torchvision_layout(name):
     reference = torch_reference_models.ResNet50() if name == "resnet50" else torch_reference_models.ViTB16()
     expected = {k: tuple(v.shape) for k, v in reference.state_dict().items() if "num_batches_tracked" not in k}
     assert {k: tuple(v.shape) for k, v in converted.items()} == expected
+
+
+def test_max_pool_gradient_matches_torch_without_ties():
+    import jax
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 15, 14, 3)).astype(np.float32)
+    weights = rng.normal(size=(2, 8, 7, 3)).astype(np.float32)
+    pool = layers.MaxPool(3, 2, padding=1)
+    ours = jax.grad(lambda v: (pool.apply({}, v) * weights).sum())(jnp.asarray(x))
+    x_torch = _to_torch(x).requires_grad_()
+    out = torch.nn.functional.max_pool2d(x_torch, 3, 2, 1)
+    (out * _to_torch(weights)).sum().backward()
+    np.testing.assert_allclose(np.asarray(ours), _from_torch(x_torch.grad), rtol=1e-6, atol=1e-6)
