@@ -20,7 +20,7 @@ def fcn_config(model: str, name: str, arg: str | None):
     config.model = model
     config.dataset.name = "digit_scenes"
     config.batch_size = 32
-    config.num_epochs = 12
+    config.num_epochs = 6
     config.optimizer.name = "adamw"
     config.optimizer.learning_rate = 3e-3
     config.optimizer.weight_decay = 1e-4

@@ -331,12 +331,17 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
             f"({experiment.steps_per_epoch}/epoch) on {mesh.size} device(s) [{jax.devices()[0].platform}]"
         )
 
+    last_confusion = None
+
     def run_evaluations(current_step) -> dict[str, float]:
+        nonlocal last_confusion
         results = {}
         for split, use_ema in (("test", False), ("test_ema", True)):
             if use_ema and state.ema_params is None:
                 continue
-            metrics = evaluate(experiment, state, use_ema=use_ema, eval_fn=eval_fn)
+            metrics, confusion = evaluate(experiment, state, use_ema=use_ema, eval_fn=eval_fn, return_confusion=True)
+            if not use_ema:
+                last_confusion = confusion
             run_logger.write(current_step, split, metrics)
             results.update({f"{split}_{k}": v for k, v in metrics.items()})
         return results
@@ -397,7 +402,6 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
 
     if not last_eval:  # Resumed a finished run: evaluate what was restored.
         last_eval = run_evaluations(step)
-    _, confusion = evaluate(experiment, state, eval_fn=eval_fn, return_confusion=True)
     checkpointer.close()
     results = {
         "config": config.name,
@@ -411,7 +415,7 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
         "best_checkpoint_step": checkpointer.best_step(),
         "learning_curves": logging_lib.plot_learning_curves(workdir),
         "overlays": save_overlays(experiment, state, os.path.join(workdir, "overlays.png"), config.num_overlays),
-        "test_per_class_iou": [None if np.isnan(v) else float(v) for v in seg_metrics.per_class_iou(confusion)],
+        "test_per_class_iou": [None if np.isnan(v) else float(v) for v in seg_metrics.per_class_iou(last_confusion)],
         "class_names": list(spec.class_names),
         **last_eval,
     }

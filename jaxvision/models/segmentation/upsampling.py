@@ -139,7 +139,7 @@ class TransposedConv(nn.Module):
             kernel = self.param("kernel", nn.initializers.lecun_normal(), (size, size, in_channels, self.features))
         y = transposed_conv(x.astype(self.dtype), kernel, self.factor, formulation=self.formulation)
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype).reshape(1, 1, 1, -1)
         return y
 
 
