@@ -13,6 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 
 def _pads(size: int, window: int, stride: int, padding: int, ceil_mode: bool) -> tuple[int, int]:
@@ -168,6 +169,57 @@ class SqueezeExcite(nn.Module):
         return x * gate
 
 
+def matmul_conv(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    precision=None,
+):
+    """`lax.conv_general_dilated` for flax's NHWC/HWIO convs, as a matmul where that is exact.
+
+    Pass as `nn.Conv(..., conv_general_dilated=matmul_conv)`. Two cases become an einsum over
+    channels: 1x1 kernels (strided ones subsample first) and non-overlapping patch kernels
+    (kernel == stride, no padding: ViT's patch embedding). Their gradients are then matmuls too:
+    on CPU, XLA's conv weight-gradient ran at about half its forward speed, and a 1x1 conv's
+    forward+backward took 123 ms as a conv vs 50 ms as a matmul ([8, 56, 56, 256] -> 64).
+    Anything else (dilation, groups, padding, overlapping windows) goes to `lax.conv_general_dilated`.
+    """
+    kernel_h, kernel_w, in_features, out_features = rhs.shape
+    plain = (
+        lhs.ndim == 4
+        and feature_group_count == 1
+        and all(p == (0, 0) for p in padding)
+        and all(d == 1 for d in (lhs_dilation or (1, 1)))
+        and all(d == 1 for d in (rhs_dilation or (1, 1)))
+    )
+    stride_h, stride_w = window_strides
+    if plain and (kernel_h, kernel_w) == (1, 1):
+        x = lhs[:, ::stride_h, ::stride_w, :]
+        return jnp.einsum("nhwc,cd->nhwd", x, rhs[0, 0], precision=precision)
+    if plain and (kernel_h, kernel_w) == (stride_h, stride_w):
+        batch, height, width, _ = lhs.shape
+        grid_h, grid_w = height // kernel_h, width // kernel_w
+        x = lhs[:, : grid_h * kernel_h, : grid_w * kernel_w, :]
+        x = x.reshape((batch, grid_h, kernel_h, grid_w, kernel_w, in_features))  # [N, gh, kh, gw, kw, C]
+        return jnp.einsum("nhiwjc,ijcd->nhwd", x, rhs, precision=precision)
+    return lax.conv_general_dilated(
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count,
+        precision=precision,
+    )
+
+
 def torch_conv_init(scale: float = 2.0):
     """He-normal fan-out init, as torchvision's ResNet/VGG convs (`kaiming_normal_`, mode fan_out)."""
     return nn.initializers.variance_scaling(scale, "fan_out", "normal")
@@ -216,5 +268,6 @@ def conv_no_bias(
         use_bias=False,
         kernel_init=kernel_init or torch_conv_init(),
         dtype=dtype,
+        conv_general_dilated=matmul_conv,
         name=name,
     )

@@ -23,6 +23,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxvision.models import layers
+
 _dense = functools.partial(
     nn.Dense, kernel_init=nn.initializers.xavier_uniform(), bias_init=nn.initializers.normal(1e-6)
 )
@@ -112,6 +114,7 @@ class VisionTransformer(nn.Module):
             padding="VALID",
             kernel_init=nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
             dtype=self.dtype,
+            conv_general_dilated=layers.matmul_conv,  # patchify + matmul, same numbers
             name="conv_proj",
         )(images.astype(self.dtype))
         batch, grid_h, grid_w, dim = x.shape

@@ -1,4 +1,7 @@
-"""Pooling layers against PyTorch's (ceil_mode, padding, adaptive bins)."""
+"""Shared layers: pooling against PyTorch's (ceil_mode, padding, adaptive bins, gradients), the
+matmul form of 1x1/patch convolutions against lax, and the torchvision parameter layout."""
+
+import functools
 
 import jax.numpy as jnp
 import numpy as np
@@ -76,3 +79,27 @@ def test_max_pool_gradient_matches_torch_without_ties():
     out = torch.nn.functional.max_pool2d(x_torch, 3, 2, 1)
     (out * _to_torch(weights)).sum().backward()
     np.testing.assert_allclose(np.asarray(ours), _from_torch(x_torch.grad), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kernel,stride,padding,groups",
+    [(1, 1, 0, 1), (1, 2, 0, 1), (4, 4, 0, 1), (3, 1, 1, 1), (3, 2, 1, 1), (1, 1, 0, 2)],
+)
+def test_matmul_conv_equals_lax_conv_with_gradients(kernel, stride, padding, groups):
+    import flax.linen as nn
+    import jax
+
+    x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 9, 8, 4)).astype(np.float32))
+    reference = nn.Conv(6, (kernel, kernel), strides=stride, padding=padding, feature_group_count=groups)
+    ours = reference.clone(conv_general_dilated=layers.matmul_conv)
+    variables = reference.init(jax.random.key(0), x)
+
+    def loss(module, v, x):
+        return (module.apply(v, x) ** 2).sum()
+
+    np.testing.assert_allclose(ours.apply(variables, x), reference.apply(variables, x), rtol=1e-5, atol=1e-5)
+    grads_ours = jax.grad(functools.partial(loss, ours), argnums=(0, 1))(variables, x)
+    grads_reference = jax.grad(functools.partial(loss, reference), argnums=(0, 1))(variables, x)
+    jax.tree.map(
+        functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-4), grads_ours, grads_reference
+    )
