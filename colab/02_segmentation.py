@@ -76,7 +76,8 @@ if not SMOKE and MODEL == "unet":
 config.dataset.name = DATASET if not SMOKE else "digit_scenes"
 config.dataset.download = not SMOKE and DATASET != "digit_scenes"
 config.batch_size = BATCH_SIZE if not SMOKE else 8
-config.eval_batch_size = 128 if not SMOKE else 250
+config.eval_batch_size = 128 if not SMOKE else 50
+config.num_eval_examples = 0 if not SMOKE else 100
 config.num_epochs = NUM_EPOCHS
 config.num_train_steps = 0 if not SMOKE else 8
 config.eval_every_steps = 0 if not SMOKE else 4

@@ -29,7 +29,8 @@ def get_config(arg: str | None = None):
         config.log_every_steps = 4
         config.eval_every_steps = 4
         config.batch_size = 8
-        config.eval_batch_size = 250
+        config.eval_batch_size = 50
+        config.num_eval_examples = 100
         config.num_overlays = 4
     elif arg:
         raise ValueError(f"unknown variant {arg!r} of digits_unet; valid: smoke")

@@ -212,8 +212,9 @@ def build_experiment(config) -> Experiment:
     return Experiment(config, spec, model, mesh, create(init_key), mean, std, steps_per_epoch, num_steps, train_key)
 
 
-def _eval_iterator(experiment: Experiment, max_examples: int = 0):
+def _eval_iterator(experiment: Experiment, max_examples: int | None = None):
     config = experiment.config
+    max_examples = config.num_eval_examples if max_examples is None else max_examples
     batch_size = -(-config.eval_batch_size // experiment.mesh.size) * experiment.mesh.size
     return seg_data.make_eval_iterator(
         _load_source(config, experiment.spec.test_split), global_batch_size=batch_size, mean=experiment.mean,
@@ -224,7 +225,8 @@ def _eval_iterator(experiment: Experiment, max_examples: int = 0):
 
 def evaluate(experiment: Experiment, state: TrainState, *, use_ema: bool = False, eval_fn=None,
              return_confusion: bool = False):
-    """Metrics of `state` (or its EMA parameters) over the whole test split (see module doc)."""
+    """Metrics of `state` (or its EMA parameters) over the test split (its first
+    `config.num_eval_examples` when > 0; see module doc)."""
     spec = experiment.spec
     eval_fn = eval_fn or jax.jit(make_eval_step(num_classes=spec.num_classes, ignore_label=spec.ignore_label),
                                  static_argnums=0)

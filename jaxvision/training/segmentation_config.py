@@ -5,6 +5,7 @@
     dataset.name                    # a name from jaxvision.data.segmentation.SEGMENTATION_DATASETS
     dice_weight                     # > 0 adds this times the mean per-class soft Dice loss to the CE
     num_overlays                    # test images drawn into overlays.png at the end (0: none)
+    num_eval_examples               # evaluate on the first N test examples (0: the whole split; smoke runs)
 
 The ignore label comes from the data set's spec (255 for every registered one).
 """
@@ -25,5 +26,6 @@ def segmentation_config() -> ml_collections.ConfigDict:
     config.eval_batch_size = 100
     config.dice_weight = 0.0
     config.num_overlays = 8
+    config.num_eval_examples = 0
     config.checkpoint.best_metric = "test_mean_iou"
     return config
