@@ -1,7 +1,10 @@
 """The `jaxvision` command line.
 
     jaxvision train [--config=NAME_OR_PATH[:VARIANT]] [--workdir=DIR] [--config.KEY=VALUE ...]
-    jaxvision eval --workdir=DIR [--best | --step=N]
+    jaxvision eval --workdir=DIR [--best | --step=N] [--tta=none|flip|shift|ten_crop|multi_scale]
+    jaxvision eval --ensemble DIR1 DIR2 ... [--tta=NAME] [--use_ema] [--best]
+    jaxvision search [--config=NAME_OR_PATH[:VARIANT]] [--workdir=DIR] --trials=N --param=KEY:DIST:ARGS ...
+                     [--seed=S] [--no_grid] [--config.KEY=VALUE ...]
     jaxvision list
     jaxvision prepare NAME [--data_dir=DIR]
 
@@ -165,6 +168,10 @@ def command_train(args, overrides) -> int:
 def command_eval(args, overrides) -> int:
     if overrides:
         raise ValueError("eval takes no --config.* overrides; it reads the workdir's config.json")
+    if args.ensemble or args.tta != "none":
+        return command_eval_averaged(args)
+    if args.workdir is None:
+        raise ValueError("eval needs --workdir=DIR (or --ensemble DIR1 DIR2 ...)")
     config_path = os.path.join(args.workdir, "config.json")
     task = "classification"
     if os.path.exists(config_path):
@@ -172,6 +179,44 @@ def command_eval(args, overrides) -> int:
             task = json.load(f).get("task", "classification")
     results = trainer_for(task).evaluate_workdir(args.workdir, step=args.step, use_best=args.best)
     print(json.dumps(results, indent=2))
+    return 0
+
+
+def command_eval_averaged(args) -> int:
+    """`eval --tta=NAME` on one workdir, or `eval --ensemble DIR...` (classification workdirs)."""
+    from jaxvision.inference import evaluation
+
+    if args.ensemble:
+        if args.workdir or args.step is not None:
+            raise ValueError("--ensemble takes the workdirs as its arguments; drop --workdir/--step")
+        results = evaluation.evaluate_ensemble(args.ensemble, tta_name=args.tta, use_ema=args.use_ema,
+                                               use_best=args.best)
+    else:
+        if args.workdir is None:
+            raise ValueError("eval --tta needs --workdir=DIR")
+        results = evaluation.evaluate_workdir_tta(args.workdir, tta_name=args.tta, step=args.step,
+                                                  use_best=args.best)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def command_search(args, overrides) -> int:
+    from jaxvision.training import search
+
+    config = apply_overrides(load_config(args.config), overrides)
+    if config.task != "classification":
+        raise ValueError(f"search runs classification configs, got config.task={config.task!r}")
+    params = [search.parse_param(spec) for spec in args.param]
+    workdir = args.workdir or os.path.join("workdirs", f"{config.name}_search")
+    budget = f"{args.trials} random trials" + ("" if args.no_grid else " and a grid of the same budget")
+    print(f"searching {', '.join(p.key for p in params)} for {config.name} in {workdir}: {budget}", flush=True)
+    summary = search.run_search(config, workdir, params, num_trials=args.trials, seed=args.seed,
+                                with_grid=not args.no_grid, metric=args.metric, mode=args.mode)
+    for strategy, row in summary["best"].items():
+        values = ", ".join(f"{p.key}={row[p.key]:.3g}" if isinstance(row[p.key], float) else f"{p.key}={row[p.key]}"
+                           for p in params)
+        print(f"best {strategy}: {args.metric} {row[args.metric]:.4f} with {values}")
+    print(f"results in {os.path.join(workdir, 'results.csv')} and search.png")
     return 0
 
 
@@ -208,10 +253,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workdir", default=None, help="output folder (default: workdirs/<config name>)")
     train.set_defaults(handler=command_train)
     evaluate = commands.add_parser("eval", help="evaluate a trained workdir on the test split")
-    evaluate.add_argument("--workdir", required=True)
+    evaluate.add_argument("--workdir", default=None)
     evaluate.add_argument("--step", type=int, default=None, help="a specific checkpoint step")
     evaluate.add_argument("--best", action="store_true", help="use the best checkpoint instead of the latest")
+    evaluate.add_argument("--tta", default="none",
+                          help="test-time augmentation: none | flip | shift | ten_crop | multi_scale "
+                               "(must suit the data: shift, never flip, for digits)")
+    evaluate.add_argument("--ensemble", nargs="+", default=None, metavar="WORKDIR",
+                          help="average the test probabilities of these workdirs (seeds, checkpoints)")
+    evaluate.add_argument("--use_ema", action="store_true", help="--ensemble: use each run's EMA parameters")
     evaluate.set_defaults(handler=command_eval)
+    searching = commands.add_parser("search", help="random hyper-parameter search with short trials (+ a same-budget grid)")
+    searching.add_argument("--config", default=DEFAULT_CONFIG, help="NAME_OR_PATH[:VARIANT] of the trials' base config")
+    searching.add_argument("--workdir", default=None, help="output folder (default: workdirs/<config name>_search)")
+    searching.add_argument("--trials", type=int, required=True, help="random trials (the grid gets the same budget)")
+    searching.add_argument("--param", action="append", required=True,
+                           help="KEY:loguniform:LOW:HIGH | KEY:uniform:LOW:HIGH | KEY:int:LOW:HIGH | KEY:choice:A,B")
+    searching.add_argument("--seed", type=int, default=0, help="seed of the random draws (not of the trainings)")
+    searching.add_argument("--no_grid", action="store_true", help="skip the same-budget grid")
+    searching.add_argument("--metric", default="test_accuracy")
+    searching.add_argument("--mode", default="max", choices=("max", "min"))
+    searching.set_defaults(handler=command_search)
     listing = commands.add_parser("list", help="list models, data sets and configs")
     listing.set_defaults(handler=command_list)
     prepare = commands.add_parser("prepare", help="download and prepare a data set (needs network for tfds ones)")

@@ -9,6 +9,8 @@ from jaxvision.inference.tta import (
     flip_average,
     multi_scale_average,
     resize_short_side,
+    shift,
+    shift_average,
     ten_crop,
     ten_crop_average,
 )

@@ -1,4 +1,7 @@
-"""Test-time augmentation: flip averaging, 10-crop and the multi-scale protocol.
+"""Test-time augmentation: flip averaging, 10-crop, the multi-scale protocol and small shifts.
+
+A TTA must suit the data: mirrored digits or text are other symbols, so for them use
+`shift_average` (a few 1-2 pixel translations), never `flip_average`.
 
 Every function takes `apply_fn(images [B, h, w, C]) -> logits [B, K]` (for a jaxvision model:
 `lambda x: model.apply(variables, x, train=False)[0]`), applies the softmax to each view's logits and
@@ -38,6 +41,32 @@ def flip_average(apply_fn: ApplyFn, images: Array) -> Array:
     """Mean probability of the images and their left-right mirrors (2 views)."""
     _check_images(images)
     return _mean_probabilities(apply_fn, jnp.stack([images, images[:, :, ::-1]]))
+
+
+DEFAULT_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def shift(images: Array, dy: int, dx: int) -> Array:
+    """Translate `[B, H, W, C]` images by (dy, dx) pixels (down, right), same size; the uncovered
+    border repeats the edge pixels (the background for digits, whatever the normalization)."""
+    _check_images(images)
+    height, width = images.shape[1:3]
+    if abs(dy) >= height or abs(dx) >= width:
+        raise ValueError(f"shift ({dy}, {dx}) must be smaller than the images {images.shape[1:3]}")
+    pad_y, pad_x = abs(dy), abs(dx)
+    padded = jnp.pad(images, ((0, 0), (pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="edge")
+    top, left = pad_y - dy, pad_x - dx  # output pixel (i, j) reads input (i - dy, j - dx)
+    return padded[:, top:top + height, left:left + width]
+
+
+def shift_average(apply_fn: ApplyFn, images: Array, *,
+                  shifts: Sequence[tuple[int, int]] = DEFAULT_SHIFTS) -> Array:
+    """Mean probability over small translations of the images (default: identity and 1 pixel up,
+    down, left, right). The TTA for data that must not be mirrored (digits, text)."""
+    _check_images(images)
+    if len(shifts) == 0:
+        raise ValueError("shifts must hold at least one (dy, dx) pair")
+    return _mean_probabilities(apply_fn, jnp.stack([shift(images, dy, dx) for dy, dx in shifts]))
 
 
 def ten_crop(images: Array, crop_size: int | tuple[int, int]) -> Array:

@@ -15,6 +15,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxvision.models.initializers import get_kernel_init
+
 
 class LeNet5(nn.Module):
     """A LeNet-style network: [conv 5x5 -> ReLU -> max-pool 2] per filter count, then FC layers.
@@ -28,10 +30,12 @@ class LeNet5(nn.Module):
     hidden_sizes: Sequence[int] = (120, 84)
     conv_padding: int = 0
     dropout_rate: float = 0.0
+    kernel_init: str = "lecun"  # a name in jaxvision.models.initializers.KERNEL_INITIALIZERS
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images, *, train: bool):
+        kernel_init = get_kernel_init(self.kernel_init)
         features = {}
         x = images.astype(self.dtype)
         for index, num_filters in enumerate(self.conv_features, start=1):
@@ -39,6 +43,7 @@ class LeNet5(nn.Module):
                 num_filters,
                 (5, 5),
                 padding=self.conv_padding,
+                kernel_init=kernel_init,
                 dtype=self.dtype,
                 name=f"conv{index}",
             )(x)
@@ -46,10 +51,10 @@ class LeNet5(nn.Module):
             features[f"conv{index}"] = x
         x = x.reshape((x.shape[0], -1))  # [N, h*w*c]
         for index, hidden_size in enumerate(self.hidden_sizes, start=1):
-            x = nn.relu(nn.Dense(hidden_size, dtype=self.dtype, name=f"fc{index}")(x))
+            x = nn.relu(nn.Dense(hidden_size, kernel_init=kernel_init, dtype=self.dtype, name=f"fc{index}")(x))
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         features["pre_logits"] = x
-        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x)
+        logits = nn.Dense(self.num_classes, kernel_init=kernel_init, dtype=self.dtype, name="classifier")(x)
         return logits.astype(jnp.float32), features
 
 

@@ -28,6 +28,7 @@ from jaxvision.data import tfds as datasets
 from jaxvision.metrics import classification as metrics_lib
 from jaxvision.training import augmentation
 from jaxvision.training import checkpoint as checkpoint_lib
+from jaxvision.training import early_stopping
 from jaxvision.training import fingerprint, loop, optimizers, sharding
 from jaxvision.training import logging as logging_lib
 from jaxvision.training.loop import NonFiniteLossError, TrainingInterrupted, write_json
@@ -181,6 +182,11 @@ def _validate_config(config) -> None:
         raise ValueError(f"config.label_smoothing must be in [0, 1), got {config.label_smoothing}")
     if not 0.0 <= config.ema_decay < 1.0:
         raise ValueError(f"config.ema_decay must be in [0, 1), got {config.ema_decay}")
+    # .get: workdirs written before early stopping existed have no such key in config.json.
+    if config.get("early_stopping_patience", 0) < 0:
+        raise ValueError(f"config.early_stopping_patience must be >= 0, got {config.early_stopping_patience}")
+    if config.get("early_stopping_patience", 0) > 0 and not config.checkpoint.best_metric:
+        raise ValueError("config.early_stopping_patience > 0 needs config.checkpoint.best_metric (the metric to watch)")
 
 
 def build_experiment(config) -> Experiment:
@@ -301,6 +307,14 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
     window_start, window_images = time.perf_counter(), 0
     eval_every = config.eval_every_steps or experiment.steps_per_epoch
     last_eval: dict[str, float] = {}
+    stopper, stopped_early = None, False
+    if config.early_stopping_patience > 0:
+        stopper = early_stopping.EarlyStopping(config.checkpoint.best_metric, mode=config.checkpoint.best_mode,
+                                               patience=config.early_stopping_patience)
+        if restored is not None:
+            best_step = checkpointer.best_step()
+            best_value = (checkpointer.manager.metrics(best_step) or {}).get(stopper.metric) if best_step is not None else None
+            stopper.resume(best_step=best_step, best_value=best_value, step=step, eval_every=eval_every)
 
     def flush_train_metrics(current_step):
         nonlocal window_start, window_images
@@ -337,8 +351,14 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
                 if step % eval_every == 0 or is_last:
                     flush_train_metrics(step)
                     last_eval = run_evaluations(step)
-                    if config.checkpoint.every_steps == 0 or is_last:
+                    stopped_early = stopper is not None and stopper.update(step, last_eval) and not is_last
+                    if config.checkpoint.every_steps == 0 or is_last or stopped_early:
                         save(step, last_eval)
+                    if stopped_early:
+                        run_logger.message(f"early stopping at step {step}: no better {stopper.metric} in "
+                                           f"{stopper.patience} evaluations (best {stopper.best_value:.4f} "
+                                           f"at step {stopper.best_step})")
+                        break
                 if config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0 and not is_last:
                     flush_train_metrics(step)  # Never checkpoint parameters from a NaN loss.
                     save(step, last_eval if step % eval_every == 0 else None)
@@ -354,6 +374,7 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
 
     if not last_eval:  # Resumed a finished run: evaluate what was restored.
         last_eval = run_evaluations(step)
+    best_checkpoint_step = checkpointer.best_step()
     checkpointer.close()
     plot_path = logging_lib.plot_learning_curves(workdir)
     results = {
@@ -365,7 +386,8 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
         "wall_time_seconds": time.perf_counter() - start_time,
         "params_fingerprint": fingerprint.params_fingerprint(state.params),
         "parameter_count": parameter_count(state.params),
-        "best_checkpoint_step": checkpointer.best_step(),
+        "best_checkpoint_step": best_checkpoint_step,
+        "stopped_early": stopped_early,
         "learning_curves": plot_path,
         **last_eval,
     }
@@ -373,8 +395,8 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
     return results
 
 
-def evaluate_workdir(workdir: str, *, step: int | None = None, use_best: bool = False) -> dict[str, float]:
-    """Evaluate a trained workdir's checkpoint (latest, best, or `step`) on the test split.
+def restore_workdir(workdir: str, *, step: int | None = None, use_best: bool = False):
+    """`(experiment, state, restored_step)` of a trained workdir's checkpoint (latest, best, or `step`).
 
     Reads `workdir/config.json` (JSON: nothing is executed) and the Orbax checkpoint.
     """
@@ -396,11 +418,17 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, use_best: bool = 
         lambda arr: jax.ShapeDtypeStruct(arr.shape, arr.dtype, sharding=arr.sharding), experiment.state
     )
     restored = checkpointer.restore(abstract_state, step, with_data=False)
+    checkpointer.close()
     if restored is None:
         raise FileNotFoundError(f"no checkpoint in {checkpointer.directory}")
     state, _, restored_step = restored
+    return experiment, state, restored_step
+
+
+def evaluate_workdir(workdir: str, *, step: int | None = None, use_best: bool = False) -> dict[str, float]:
+    """Evaluate a trained workdir's checkpoint (latest, best, or `step`) on the test split."""
+    experiment, state, restored_step = restore_workdir(workdir, step=step, use_best=use_best)
     results = {"step": restored_step, **{f"test_{k}": v for k, v in evaluate(experiment, state).items()}}
     if state.ema_params is not None:
         results.update({f"test_ema_{k}": v for k, v in evaluate(experiment, state, use_ema=True).items()})
-    checkpointer.close()
     return results

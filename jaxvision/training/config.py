@@ -58,6 +58,7 @@ def classification_config() -> ml_collections.ConfigDict:
     config.num_devices = 0  # 0: all devices
     config.log_every_steps = 50
     config.eval_every_steps = 0  # 0: once per epoch
+    config.early_stopping_patience = 0  # stop after this many evaluations without a better checkpoint.best_metric; 0: off
     config.checkpoint = ml_collections.ConfigDict(
         {
             "every_steps": 0,  # 0: at each evaluation

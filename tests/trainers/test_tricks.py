@@ -1,0 +1,135 @@
+"""Early stopping, TTA/ensemble evaluation of workdirs, and the CIFAR recipe's smoke variant."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from jaxvision import cli
+from jaxvision.inference import evaluation
+from jaxvision.trainers import classification
+from jaxvision.training.early_stopping import EarlyStopping
+
+
+def read_results(workdir):
+    with open(os.path.join(workdir, "results.json")) as f:
+        return json.load(f)
+
+
+def test_early_stopping_counts_evaluations_without_improvement():
+    stopper = EarlyStopping("acc", mode="max", patience=2)
+    assert not stopper.update(1, {"acc": 0.5})
+    assert not stopper.update(2, {"acc": 0.5})  # equal is no improvement
+    assert not stopper.update(3, {"acc": 0.6})  # improvement resets the count
+    assert not stopper.update(4, {"acc": 0.55})
+    assert stopper.update(5, {"acc": 0.6})
+    assert (stopper.best_step, stopper.best_value) == (3, 0.6)
+    lowest = EarlyStopping("loss", mode="min", patience=1)
+    assert not lowest.update(1, {"loss": 2.0}) and not lowest.update(2, {"loss": 1.0})
+    assert lowest.update(3, {"loss": 1.5}) and lowest.best_step == 2
+
+
+def test_early_stopping_resume_and_argument_checks():
+    stopper = EarlyStopping("acc", patience=3)
+    stopper.resume(best_step=100, best_value=0.9, step=300, eval_every=100)
+    assert stopper.num_bad_evaluations == 2
+    assert stopper.update(400, {"acc": 0.8})
+    with pytest.raises(ValueError, match="'acc' is not among"):
+        EarlyStopping("acc", patience=1).update(1, {"loss": 1.0})
+    with pytest.raises(ValueError, match="patience"):
+        EarlyStopping("acc", patience=0)
+    with pytest.raises(ValueError, match="mode"):
+        EarlyStopping("acc", mode="up")
+
+
+def test_training_stops_early_with_a_checkpoint_and_results(smoke_config, tmp_path):
+    # lr 0: the accuracy cannot improve after the first evaluation, so patience 1 stops at the second.
+    smoke_config.optimizer.learning_rate = 0.0
+    smoke_config.eval_every_steps = 3
+    smoke_config.early_stopping_patience = 1
+    workdir = str(tmp_path / "run")
+    results = classification.train_and_evaluate(smoke_config, workdir, show_progress=False)
+    assert results["stopped_early"] is True and results["num_steps"] == 6
+    assert results["best_checkpoint_step"] == 3
+    assert read_results(workdir)["stopped_early"] is True
+    assert 6 in [int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()]
+
+
+def test_early_stopping_needs_a_metric(smoke_config, tmp_path):
+    smoke_config.early_stopping_patience = 2
+    smoke_config.checkpoint.best_metric = ""
+    with pytest.raises(ValueError, match="needs config.checkpoint.best_metric"):
+        classification.train_and_evaluate(smoke_config, str(tmp_path), show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def two_seed_runs(tmp_path_factory, digits_data_dir):
+    """Two 6-step smoke runs (seeds 0 and 1) with EMA, evaluated once at the end."""
+    workdirs = []
+    for seed in (0, 1):
+        config = cli.load_config("digits_lenet:smoke")
+        config.dataset.data_dir = digits_data_dir
+        config.seed = seed
+        config.num_train_steps = 6
+        config.eval_every_steps = 6
+        config.ema_decay = 0.5
+        workdir = str(tmp_path_factory.mktemp(f"seed{seed}"))
+        classification.train_and_evaluate(config, workdir, show_progress=False)
+        workdirs.append(workdir)
+    return workdirs
+
+
+def test_tta_none_agrees_with_plain_evaluation(two_seed_runs):
+    results = evaluation.evaluate_workdir_tta(two_seed_runs[0], tta_name="none")
+    plain = read_results(two_seed_runs[0])
+    assert results["test_tta_accuracy"] == pytest.approx(plain["test_accuracy"], abs=1e-6)
+    assert results["test_tta_nll"] == pytest.approx(plain["test_loss"], rel=1e-4)
+    assert results["test_ema_tta_accuracy"] == pytest.approx(plain["test_ema_accuracy"], abs=1e-6)
+
+
+@pytest.mark.parametrize("tta_name", ["shift", "flip", "ten_crop", "multi_scale"])
+def test_every_tta_runs_on_a_fixed_size_model(two_seed_runs, tta_name):
+    results = evaluation.evaluate_workdir_tta(two_seed_runs[0], tta_name=tta_name)
+    assert 0.0 <= results["test_tta_accuracy"] <= 1.0 and np.isfinite(results["test_tta_nll"])
+
+
+def test_ensemble_of_identical_members_equals_the_member(two_seed_runs):
+    twice = evaluation.evaluate_ensemble([two_seed_runs[0], two_seed_runs[0]])
+    assert twice["test_ensemble_accuracy"] == pytest.approx(twice["members"][0]["test_accuracy"], abs=1e-6)
+    assert twice["test_ensemble_nll"] == pytest.approx(twice["members"][0]["test_nll"], rel=1e-5)
+
+
+def test_ensemble_averages_member_probabilities(two_seed_runs):
+    restored = [classification.restore_workdir(w) for w in two_seed_runs]
+    members = [evaluation.predict_probabilities([e], [s]) for e, s, _ in restored]
+    together, labels = evaluation.predict_probabilities([e for e, _, _ in restored], [s for _, s, _ in restored])
+    np.testing.assert_allclose(together, (members[0][0] + members[1][0]) / 2, atol=1e-6)
+    np.testing.assert_array_equal(labels, members[0][1])
+
+
+def test_cli_eval_tta_and_ensemble(two_seed_runs, capsys):
+    assert cli.main(["eval", f"--workdir={two_seed_runs[0]}", "--tta=shift"]) == 0
+    assert "test_tta_accuracy" in json.loads(capsys.readouterr().out)
+    assert cli.main(["eval", "--ensemble", *two_seed_runs, "--use_ema"]) == 0
+    ensembled = json.loads(capsys.readouterr().out)
+    assert len(ensembled["members"]) == 2 and 0.0 <= ensembled["test_ensemble_accuracy"] <= 1.0
+    assert cli.main(["eval", f"--workdir={two_seed_runs[0]}", "--tta=mirror"]) == 2
+    assert "unknown tta 'mirror'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variant", [None, "short", "cutmix", "stochastic_depth"])
+def test_cifar_recipe_variants_load(variant):
+    config = cli.load_config("cifar10_resnet18_recipe" + (f":{variant}" if variant else ""))
+    assert config.model == "resnet18_cifar" and config.dataset.name == "cifar10"
+    assert config.augment.horizontal_flip and config.label_smoothing > 0 and config.ema_decay > 0
+
+
+@pytest.mark.parametrize("model", ["resnet20", pytest.param("resnet18_cifar", marks=pytest.mark.slow)])
+def test_cifar_recipe_smoke_variant_trains_two_steps(model, digits_data_dir, tmp_path):
+    config = cli.load_config("cifar10_resnet18_recipe:smoke")
+    config.dataset.data_dir = digits_data_dir
+    config.model = model
+    results = classification.train_and_evaluate(config, str(tmp_path), show_progress=False)
+    assert results["num_steps"] == 2 and results["model"] == model
+    assert np.isfinite(results["test_loss"]) and 0.0 <= results["test_ema_accuracy"] <= 1.0
