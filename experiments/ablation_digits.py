@@ -14,7 +14,10 @@ Four trainings per seed (the TTA row re-evaluates the EMA run). Regenerate:
     python experiments/ablation_digits.py --seeds=5 --epochs=5 --out=workdirs/ablation_digits
 
 writes `ablation.md` (the table, with this command) and `ablation.json` (every per-seed number).
-Measured on the 2-core CPU shared with other jobs: see experiments/README.md.
+Measured (5 seeds, 5 epochs; 1,946 s on the shared 2-core CPU; table in experiments/README.md):
+baseline 97.94 ± 0.26%, + augmentation 97.96 ± 0.36%, + label smoothing 98.06 ± 0.11%, + EMA
+98.00 ± 0.20%, + shift TTA 98.14 ± 0.21%: the best recipe is +0.20 points, NOT more than the
+seed-to-seed std (one test digit is 0.1 point).
 """
 
 import argparse

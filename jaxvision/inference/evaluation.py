@@ -75,14 +75,7 @@ def _test_batches(experiment):
                                        std=experiment.std)
 
 
-def predict_probabilities(experiments: Sequence, states: Sequence, *, use_ema: bool = False,
-                          tta_name: str = "none") -> tuple[np.ndarray, np.ndarray]:
-    """Test-split class probabilities `float32[N, K]` (mean over members and TTA views) and labels.
-
-    `experiments`/`states` (from `classification.restore_workdir`) are ensemble members that share
-    one model and data set; with one member this is plain (TTA) prediction. Members run through
-    `ensemble.ensemble_average` (stacked parameters, one compile).
-    """
+def _check_members(experiments: Sequence, states: Sequence) -> None:
     if len(states) == 0 or len(states) != len(experiments):
         raise ValueError(f"need as many experiments as states (at least one), got {len(experiments)}, {len(states)}")
     first = experiments[0]
@@ -91,22 +84,44 @@ def predict_probabilities(experiments: Sequence, states: Sequence, *, use_ema: b
             raise ValueError(f"ensemble members must share model and data set, got "
                              f"{first.config.model}/{first.config.dataset.name} and "
                              f"{other.config.model}/{other.config.dataset.name}")
-    tta_fn = make_tta(tta_name, crop_padding=first.config.augment.random_crop_padding or 4)
-    apply = states[0].apply_fn
-    stacked = ensemble.stack_params([_variables(state, use_ema) for state in states])
+
+
+def make_predictor(apply_fn: Callable, tta_name: str, *, crop_padding: int = 4) -> Callable:
+    """Jitted `(stacked_variables [M, ...], images) -> mean probability [B, K]` over members and views.
+
+    One predictor serves any number of calls (one compile per member count and batch shape).
+    """
+    tta_fn = make_tta(tta_name, crop_padding=crop_padding)
 
     def member_log_probabilities(variables, images):
         # softmax(log q) = q, so ensemble_average averages the TTA probabilities of each member.
-        probabilities = tta_fn(lambda x: apply(variables, x, train=False)[0], images)
+        probabilities = tta_fn(lambda x: apply_fn(variables, x, train=False)[0], images)
         return jnp.log(jnp.maximum(probabilities, 1e-30))
 
-    predict = jax.jit(lambda stacked_variables, images: ensemble.ensemble_average(
+    return jax.jit(lambda stacked_variables, images: ensemble.ensemble_average(
         member_log_probabilities, stacked_variables, images))
+
+
+def predict_probabilities(experiments: Sequence, states: Sequence, *, use_ema: bool = False,
+                          tta_name: str = "none", predictor: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Test-split class probabilities `float32[N, K]` (mean over members and TTA views) and labels.
+
+    `experiments`/`states` (from `classification.restore_workdir`) are ensemble members that share
+    one model and data set; with one member this is plain (TTA) prediction. Members run through
+    `ensemble.ensemble_average` (stacked parameters). `predictor` (from `make_predictor` with the same
+    `tta_name`) reuses a compiled function across calls.
+    """
+    _check_members(experiments, states)
+    first = experiments[0]
+    if predictor is None:
+        predictor = make_predictor(states[0].apply_fn, tta_name,
+                                   crop_padding=first.config.augment.random_crop_padding or 4)
+    stacked = ensemble.stack_params([_variables(state, use_ema) for state in states])
     all_probabilities, all_labels = [], []
     for batch in _test_batches(first):
         valid = np.asarray(batch["mask"], bool)
         images = sharding.shard_batch({"image": batch["image"]}, first.mesh)["image"]
-        all_probabilities.append(np.asarray(jax.device_get(predict(stacked, images)))[valid])
+        all_probabilities.append(np.asarray(jax.device_get(predictor(stacked, images)))[valid])
         all_labels.append(np.asarray(batch["label"])[valid])
     return np.concatenate(all_probabilities), np.concatenate(all_labels)
 
@@ -128,11 +143,12 @@ def evaluate_workdir_tta(workdir: str, *, tta_name: str, step: int | None = None
     make_tta(tta_name)  # Fail on a bad name before restoring anything.
     experiment, state, restored_step = classification.restore_workdir(workdir, step=step, use_best=use_best)
     results = {"step": restored_step, "tta": tta_name}
-    metrics = probability_metrics(*predict_probabilities([experiment], [state], tta_name=tta_name))
-    results.update({f"test_tta_{k}": v for k, v in metrics.items()})
-    if state.ema_params is not None:
-        metrics = probability_metrics(*predict_probabilities([experiment], [state], use_ema=True, tta_name=tta_name))
-        results.update({f"test_ema_tta_{k}": v for k, v in metrics.items()})
+    predictor = make_predictor(state.apply_fn, tta_name, crop_padding=experiment.config.augment.random_crop_padding or 4)
+    for prefix, use_ema in (("test_tta", False), ("test_ema_tta", True)):
+        if use_ema and state.ema_params is None:
+            continue
+        probabilities, labels = predict_probabilities([experiment], [state], use_ema=use_ema, predictor=predictor)
+        results.update({f"{prefix}_{k}": v for k, v in probability_metrics(probabilities, labels).items()})
     return results
 
 
@@ -147,10 +163,13 @@ def evaluate_ensemble(workdirs: Sequence[str], *, tta_name: str = "none", use_em
     restored = [classification.restore_workdir(workdir, use_best=use_best) for workdir in workdirs]
     experiments = [experiment for experiment, _, _ in restored]
     states = [state for _, state, _ in restored]
+    _check_members(experiments, states)
+    predictor = make_predictor(states[0].apply_fn, tta_name,
+                               crop_padding=experiments[0].config.augment.random_crop_padding or 4)
     members = []
     for workdir, experiment, state, (_, _, step) in zip(workdirs, experiments, states, restored):
-        metrics = probability_metrics(*predict_probabilities([experiment], [state], use_ema=use_ema, tta_name=tta_name))
+        metrics = probability_metrics(*predict_probabilities([experiment], [state], use_ema=use_ema, predictor=predictor))
         members.append({"workdir": workdir, "step": step, **{f"test_{k}": v for k, v in metrics.items()}})
-    metrics = probability_metrics(*predict_probabilities(experiments, states, use_ema=use_ema, tta_name=tta_name))
+    metrics = probability_metrics(*predict_probabilities(experiments, states, use_ema=use_ema, predictor=predictor))
     return {"tta": tta_name, "use_ema": use_ema, "members": members,
             **{f"test_ensemble_{k}": v for k, v in metrics.items()}}

@@ -1,5 +1,7 @@
 """Weight-initialisation choices: variances by fan, the models' kernel_init field, activation scales."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -38,19 +40,19 @@ def test_unknown_initializer_lists_valid_names():
 
 
 def test_lecun_is_flax_default_so_parameters_do_not_change(key):
-    images = jnp.zeros((1, 28, 28, 1))
-    default = models.create_model("lenet5", num_classes=10).init(key, images, train=False)
-    explicit = models.create_model("lenet5", num_classes=10, kernel_init="lecun").init(key, images, train=False)
-    assert all(bool(jnp.array_equal(a, b)) for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(explicit)))
-    flax_dense = nn.Dense(7).init(key, jnp.zeros((1, 5)))["params"]["kernel"]
-    ours = nn.Dense(7, kernel_init=get_kernel_init("lecun")).init(key, jnp.zeros((1, 5)))["params"]["kernel"]
-    assert bool(jnp.array_equal(flax_dense, ours))
+    for layer, inputs in ((nn.Dense, jnp.zeros((1, 5))), (functools.partial(nn.Conv, kernel_size=(5, 5)),
+                                                          jnp.zeros((1, 8, 8, 3)))):
+        flax_default = layer(7).init(key, inputs)["params"]["kernel"]
+        ours = layer(7, kernel_init=get_kernel_init("lecun")).init(key, inputs)["params"]["kernel"]
+        assert bool(jnp.array_equal(flax_default, ours))
+    assert models.create_model("lenet5", num_classes=10).kernel_init == "lecun"
 
 
 @pytest.mark.parametrize("name", ["linear", "mlp", "lenet5", "deep_mlp"])
 def test_kernel_init_changes_the_weight_scale(name, key):
     images = jnp.zeros((1, 28, 28, 1))
-    small = create(name, num_classes=10, kernel_init="small_gaussian").init(key, images, train=False)
+    model = create(name, num_classes=10, kernel_init="small_gaussian")
+    small = jax.jit(lambda k: model.init(k, images, train=False))(key)
     kernels = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(small)[0]
                if "kernel" in jax.tree_util.keystr(path)]
     assert kernels and all(float(jnp.std(k)) == pytest.approx(0.01, rel=0.2) for k in kernels)

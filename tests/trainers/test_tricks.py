@@ -80,32 +80,41 @@ def two_seed_runs(tmp_path_factory, digits_data_dir):
     return workdirs
 
 
-def test_tta_none_agrees_with_plain_evaluation(two_seed_runs):
-    results = evaluation.evaluate_workdir_tta(two_seed_runs[0], tta_name="none")
+@pytest.fixture(scope="module")
+def restored_runs(two_seed_runs):
+    return [classification.restore_workdir(workdir) for workdir in two_seed_runs]
+
+
+def test_no_tta_agrees_with_the_trainers_evaluation(two_seed_runs, restored_runs):
+    experiment, state, step = restored_runs[0]
     plain = read_results(two_seed_runs[0])
-    assert results["test_tta_accuracy"] == pytest.approx(plain["test_accuracy"], abs=1e-6)
-    assert results["test_tta_nll"] == pytest.approx(plain["test_loss"], rel=1e-4)
-    assert results["test_ema_tta_accuracy"] == pytest.approx(plain["test_ema_accuracy"], abs=1e-6)
+    assert step == plain["num_steps"]
+    for use_ema, prefix in ((False, "test"), (True, "test_ema")):
+        metrics = evaluation.probability_metrics(*evaluation.predict_probabilities([experiment], [state], use_ema=use_ema))
+        assert metrics["accuracy"] == pytest.approx(plain[f"{prefix}_accuracy"], abs=1e-6)
+        assert metrics["nll"] == pytest.approx(plain[f"{prefix}_loss"], rel=1e-4)
 
 
-@pytest.mark.parametrize("tta_name", ["shift", "flip", "ten_crop", "multi_scale"])
-def test_every_tta_runs_on_a_fixed_size_model(two_seed_runs, tta_name):
-    results = evaluation.evaluate_workdir_tta(two_seed_runs[0], tta_name=tta_name)
-    assert 0.0 <= results["test_tta_accuracy"] <= 1.0 and np.isfinite(results["test_tta_nll"])
+def test_every_tta_runs_on_a_fixed_size_model(restored_runs):
+    experiment, state, _ = restored_runs[0]
+    plain, labels = evaluation.predict_probabilities([experiment], [state])
+    for tta_name in ("shift", "flip", "ten_crop", "multi_scale"):
+        probabilities, tta_labels = evaluation.predict_probabilities([experiment], [state], tta_name=tta_name)
+        assert probabilities.shape == plain.shape and np.array_equal(labels, tta_labels)
+        np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, rtol=1e-5)
+        assert not np.allclose(probabilities, plain)  # the views changed the prediction
 
 
-def test_ensemble_of_identical_members_equals_the_member(two_seed_runs):
-    twice = evaluation.evaluate_ensemble([two_seed_runs[0], two_seed_runs[0]])
-    assert twice["test_ensemble_accuracy"] == pytest.approx(twice["members"][0]["test_accuracy"], abs=1e-6)
-    assert twice["test_ensemble_nll"] == pytest.approx(twice["members"][0]["test_nll"], rel=1e-5)
-
-
-def test_ensemble_averages_member_probabilities(two_seed_runs):
-    restored = [classification.restore_workdir(w) for w in two_seed_runs]
-    members = [evaluation.predict_probabilities([e], [s]) for e, s, _ in restored]
-    together, labels = evaluation.predict_probabilities([e for e, _, _ in restored], [s for _, s, _ in restored])
+def test_ensemble_averages_member_probabilities(restored_runs):
+    experiments = [experiment for experiment, _, _ in restored_runs]
+    states = [state for _, state, _ in restored_runs]
+    predictor = evaluation.make_predictor(states[0].apply_fn, "none")
+    members = [evaluation.predict_probabilities([e], [s], predictor=predictor) for e, s in zip(experiments, states)]
+    together, labels = evaluation.predict_probabilities(experiments, states, predictor=predictor)
     np.testing.assert_allclose(together, (members[0][0] + members[1][0]) / 2, atol=1e-6)
     np.testing.assert_array_equal(labels, members[0][1])
+    same_twice, _ = evaluation.predict_probabilities(experiments[:1] * 2, states[:1] * 2, predictor=predictor)
+    np.testing.assert_allclose(same_twice, members[0][0], atol=1e-6)
 
 
 def test_cli_eval_tta_and_ensemble(two_seed_runs, capsys):
