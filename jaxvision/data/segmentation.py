@@ -173,14 +173,10 @@ def prepare_segmentation_dataset(name: str, *, data_dir: str | None = None, down
     if builder.is_prepared():
         return builder
     if spec.downloads and not download:
-        where = f" --data_dir={data_dir}" if data_dir else ""
         raise datasets.DatasetNotPreparedError(
             f"data set {name!r} is not prepared in {builder.data_dir!r} and downloading is off. "
-            f"Fetch it once with network access (cityscapes needs its manual download in "
-            f"<data_dir>/downloads/manual first):\n    python -c \"import tensorflow_datasets as tfds; "
-            f"tfds.builder('{spec.tfds_name}'{', data_dir=' + repr(data_dir) if data_dir else ''})"
-            f".download_and_prepare(file_format='array_record')\"\nor train with "
-            f"--config.dataset.download=True{where and ' and --config.dataset.data_dir=' + data_dir}."
+            f"Train once with network access and --config.dataset.download=True (cityscapes also "
+            f"needs its manual download in <data_dir>/downloads/manual first)."
         )
     builder.download_and_prepare(file_format="array_record")
     return builder

@@ -55,8 +55,15 @@ def test_scenes_are_consistent(digits, canvas_size):
         _check_scene(scene)
     counts = [int(scene["valid"].sum()) for scene in generated]
     assert min(counts) == 1 and max(counts) >= 4  # 1-5 digits per canvas
-    # Occlusion happens: some instance keeps fewer pixels than its digit's stroke has.
-    assert any(scene["valid"].sum() > 1 for scene in generated)
+    # Digits overlap (occlusion): some scene has two instances whose boxes intersect.
+    def overlapping(scene):
+        boxes = scene["boxes"][scene["valid"]]
+        low = np.maximum(boxes[:, None, :2], boxes[None, :, :2])  # [n, n, 2]
+        high = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+        intersect = np.all(high > low, axis=-1) & ~np.eye(len(boxes), dtype=bool)
+        return intersect.any()
+
+    assert any(overlapping(scene) for scene in generated)
 
 
 def test_scenes_are_deterministic_from_the_seed(digits):
