@@ -6,8 +6,8 @@
 Backbone `vgg16_small`: VGG-16's five pooled blocks with 16-32-64-128-128 channels and 1-1-2-2-2
 convolutions (+BatchNorm), a 3x3/256 "fc6" and 1x1/256 "fc7" head, no pretrained weights (none
 exist offline). digits_fcn16s.py and digits_fcn32s.py train the same network with fewer skips, so
-the three differ only in score fusion. Expected: FCN-8s mean IoU above FCN-32s's on the 500 test
-scenes; measured numbers and times in experiments/README.md.
+the three differ only in score fusion. Measured after 6 epochs on the 500 test scenes: FCN-8s 0.341
+mean IoU, FCN-32s 0.085 (background everywhere); times in experiments/README.md.
 """
 
 from jaxvision.training.segmentation_config import segmentation_config
