@@ -80,11 +80,6 @@ def _maybe_prefetch(dataset: grain.MapDataset, worker_count: int) -> grain.IterD
     return iterable
 
 
-def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
-    """Full batches in one pass over `num_examples` (the partial last batch is dropped)."""
-    return num_examples // global_batch_size
-
-
 def make_train_iterator(
     source,
     *,

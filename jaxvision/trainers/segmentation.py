@@ -30,10 +30,9 @@ from jaxvision.data import segmentation as seg_data
 from jaxvision.metrics import segmentation as seg_metrics
 from jaxvision.models.segmentation import create_segmentation_model
 from jaxvision.trainers.classification import INIT_PURPOSE, TRAIN_PURPOSE, Experiment
-from jaxvision.training import checkpoint as checkpoint_lib
 from jaxvision.training import fingerprint, loop, optimizers, sharding
 from jaxvision.training import logging as logging_lib
-from jaxvision.training.loop import NonFiniteLossError, TrainingInterrupted, write_json
+from jaxvision.training.loop import TrainingInterrupted, write_json
 from jaxvision.training.state import TrainState, create_train_state, parameter_count
 
 logger = logging.getLogger(__name__)
@@ -190,12 +189,7 @@ def build_experiment(config) -> Experiment:
     spec = seg_data.get_segmentation_spec(config.dataset.name)
     train_size = len(_load_source(config, spec.train_split))
     mesh = sharding.make_mesh(config.num_devices)
-    if config.batch_size % mesh.size:
-        raise ValueError(f"config.batch_size={config.batch_size} must be divisible by the {mesh.size} devices")
-    steps_per_epoch = train_size // config.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(f"config.batch_size={config.batch_size} exceeds the training set size {train_size}")
-    num_steps = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * steps_per_epoch
+    steps_per_epoch, num_steps = loop.count_steps(config, train_size, mesh.size)
     dtype = jnp.bfloat16 if config.mixed_precision else jnp.float32
     model = create_segmentation_model(config.model, num_classes=spec.num_classes, dtype=dtype, **config.model_kwargs)
     schedule = optimizers.make_learning_rate_schedule(
@@ -303,14 +297,9 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
     write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
     experiment = build_experiment(config)
     spec, mesh = experiment.spec, experiment.mesh
-    checkpointer = checkpoint_lib.Checkpointer(
-        os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
-        best_metric=config.checkpoint.best_metric or None, best_mode=config.checkpoint.best_mode,
-    )
+    checkpointer = loop.make_checkpointer(config, workdir)
     state = experiment.state
-    restored = checkpointer.restore(jax.tree.map(
-        lambda arr: jax.ShapeDtypeStruct(arr.shape, arr.dtype, sharding=arr.sharding), state
-    ))
+    restored = checkpointer.restore(loop.abstract_state(state))
     data_state = None
     if restored is not None:
         state, data_state, restored_step = restored
@@ -358,12 +347,7 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
         if not pending:
             return
         train_metrics, step_losses = loop.host_metrics(pending)
-        bad = np.flatnonzero(~np.isfinite(step_losses))
-        if bad.size:
-            raise NonFiniteLossError(
-                f"training loss is {step_losses[bad[0]]} at step {current_step - len(pending) + int(bad[0]) + 1}; "
-                f"stopping. The last good checkpoint stays in {checkpointer.directory} (steps {checkpointer.all_steps()})."
-            )
+        loop.check_finite_losses(step_losses, current_step, checkpointer)
         train_metrics["images_per_second"] = window_images / max(time.perf_counter() - window_start, 1e-9)
         run_logger.write(current_step, "train", train_metrics)
         run_logger.advance(len(pending), {k: train_metrics[k] for k in ("loss", "accuracy", "images_per_second")})
@@ -427,27 +411,5 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
 
 def evaluate_workdir(workdir: str, *, step: int | None = None, use_best: bool = False) -> dict[str, float]:
     """Evaluate a trained workdir's checkpoint (latest, best, or `step`) on the test split."""
-    import ml_collections
-
-    config_path = os.path.join(workdir, "config.json")
-    if not os.path.exists(config_path):
-        raise FileNotFoundError(f"{config_path} not found: is {workdir!r} a jaxvision training workdir?")
-    with open(config_path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    experiment = build_experiment(config)
-    checkpointer = checkpoint_lib.Checkpointer(
-        os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
-        best_metric=config.checkpoint.best_metric or None, best_mode=config.checkpoint.best_mode,
-    )
-    if use_best and step is None:
-        step = checkpointer.best_step()
-    abstract_state = jax.tree.map(lambda arr: jax.ShapeDtypeStruct(arr.shape, arr.dtype, sharding=arr.sharding), experiment.state)
-    restored = checkpointer.restore(abstract_state, step, with_data=False)
-    if restored is None:
-        raise FileNotFoundError(f"no checkpoint in {checkpointer.directory}")
-    state, _, restored_step = restored
-    results = {"step": restored_step, **{f"test_{k}": v for k, v in evaluate(experiment, state).items()}}
-    if state.ema_params is not None:
-        results.update({f"test_ema_{k}": v for k, v in evaluate(experiment, state, use_ema=True).items()})
-    checkpointer.close()
-    return results
+    experiment, state, restored_step = loop.restore_workdir(workdir, build_experiment, step=step, use_best=use_best)
+    return {"step": restored_step, **loop.evaluate_raw_and_ema(evaluate, experiment, state)}
