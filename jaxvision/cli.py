@@ -238,9 +238,16 @@ def command_list(args, overrides) -> int:
 
 def command_prepare(args, overrides) -> int:
     del overrides
+    from jaxvision.data import segmentation as segmentation_data
     from jaxvision.data import tfds as datasets
 
-    builder = datasets.prepare_dataset(args.name, data_dir=args.data_dir, download=True)
+    if args.name in segmentation_data.SEGMENTATION_DATASETS:
+        builder = segmentation_data.prepare_segmentation_dataset(args.name, data_dir=args.data_dir, download=True)
+    elif args.name in datasets.DATASETS:
+        builder = datasets.prepare_dataset(args.name, data_dir=args.data_dir, download=True)
+    else:
+        names = datasets.list_datasets() + segmentation_data.list_segmentation_datasets()
+        raise ValueError(f"unknown data set {args.name!r}; valid names: {', '.join(names)}")
     print(f"{args.name} prepared in {builder.data_dir}")
     return 0
 

@@ -15,6 +15,7 @@ for `digit_scenes` the instance fields `"instance_ids" int32[B, H, W]`, `"boxes"
 |---|---|---|---|
 | digit_scenes | 11: background + digits 0-9 | 255 (none occur) | offline, built from the embedded real digits |
 | digit_scenes_128 | same, 128x128 canvases | 255 | offline |
+| digit_scenes_16k | same 64x64 test split; 16,000 train scenes from the same train digits | 255 | offline |
 | oxford_iiit_pet | 2: background, pet (trimap border ignored) | 255 | tfds download |
 | cityscapes | 19 train ids (Cordts et al. 2016) | 255 | tfds, manual download |
 
@@ -128,6 +129,10 @@ SEGMENTATION_DATASETS: dict[str, SegmentationSpec] = {
         "digit_scenes/canvas128", 11, (128, 128, 1), _DIGIT_SCENES_MEAN, _DIGIT_SCENES_STD, _DIGIT_NAMES,
         builder_factory=_digit_scenes_builder("canvas128"), downloads=False, has_instances=True,
     ),
+    "digit_scenes_16k": SegmentationSpec(
+        "digit_scenes/canvas64_16k", 11, (64, 64, 1), _DIGIT_SCENES_MEAN, _DIGIT_SCENES_STD, _DIGIT_NAMES,
+        builder_factory=_digit_scenes_builder("canvas64_16k"), downloads=False, has_instances=True,
+    ),
     "oxford_iiit_pet": SegmentationSpec(
         "oxford_iiit_pet", 2, (128, 128, 3), _IMAGENET_MEAN, _IMAGENET_STD, ("background", "pet"),
     ),
@@ -143,6 +148,7 @@ SEGMENTATION_DATASETS: dict[str, SegmentationSpec] = {
 _DECODERS = {
     "digit_scenes": decode_digit_scene,
     "digit_scenes_128": decode_digit_scene,
+    "digit_scenes_16k": decode_digit_scene,
     "oxford_iiit_pet": decode_pet,
     "cityscapes": decode_cityscapes,
 }
@@ -175,8 +181,10 @@ def prepare_segmentation_dataset(name: str, *, data_dir: str | None = None, down
     if spec.downloads and not download:
         raise datasets.DatasetNotPreparedError(
             f"data set {name!r} is not prepared in {builder.data_dir!r} and downloading is off. "
-            f"Train once with network access and --config.dataset.download=True (cityscapes also "
-            f"needs its manual download in <data_dir>/downloads/manual first)."
+            f"Fetch it once with network access:\n    jaxvision prepare {name}"
+            f"{f' --data_dir={data_dir}' if data_dir else ''}\n"
+            f"or train with --config.dataset.download=True (cityscapes also needs its manual "
+            f"download in <data_dir>/downloads/manual first)."
         )
     builder.download_and_prepare(file_format="array_record")
     return builder

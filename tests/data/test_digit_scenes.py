@@ -147,8 +147,23 @@ def test_registry_and_offline_errors(tmp_path):
         seg_data.get_segmentation_spec("voc2012")
     from jaxvision.data.tfds import DatasetNotPreparedError
 
-    with pytest.raises(DatasetNotPreparedError, match="downloading is off"):
+    with pytest.raises(DatasetNotPreparedError, match=r"(?s)downloading is off.*jaxvision prepare oxford_iiit_pet"):
         seg_data.prepare_segmentation_dataset("oxford_iiit_pet", data_dir=str(tmp_path))
+
+
+def test_cli_prepare_builds_offline_segmentation_sets_and_rejects_unknown_names(tmp_path, monkeypatch, capsys):
+    from jaxvision import cli
+    from jaxvision.data.builders import digit_scenes
+
+    # A 12/6-scene config under the registered name keeps this fast; the code path is the CLI's.
+    small = digit_scenes.DigitScenesConfig(name="canvas64", canvas_size=64, num_train=12, num_test=6)
+    monkeypatch.setattr(digit_scenes.DigitScenes, "BUILDER_CONFIGS", [small])
+    assert cli.main(["prepare", "digit_scenes", f"--data_dir={tmp_path}"]) == 0
+    assert "digit_scenes prepared in" in capsys.readouterr().out
+    source = seg_data.load_segmentation_source("digit_scenes", "test", data_dir=str(tmp_path))
+    assert len(source) == 6
+    assert cli.main(["prepare", "no_such_set", f"--data_dir={tmp_path}"]) != 0
+    assert "valid names" in capsys.readouterr().err
 
 
 def test_decoders_map_trimaps_and_cityscapes_ids():

@@ -6,7 +6,11 @@ digits of its test split (1,000), so no digit appears in both. Scenes come from
 function of its config. Written by tfds as ArrayRecord (`features.Tensor`, no TensorFlow) and read
 like every other data set: `tfds.data_source("digit_scenes/canvas64", data_dir=...)`.
 
-Configs: `canvas64` (default, CPU-sized: 4,000 train / 500 test scenes of 64x64) and `canvas128`.
+Configs: `canvas64` (default, CPU-sized: 4,000 train / 500 test scenes of 64x64), `canvas128`, and
+`canvas64_16k`: 16,000 train scenes composed from the same 4,000 train digits (each digit pasted
+about 12 times, at other places, scales and occlusions) and the very same 500 test scenes as
+`canvas64` (the test stream depends only on its seed, digits and canvas size), so test figures
+compare across the two.
 Examples hold the fields listed in `jaxvision.data.scenes` (image, segmentation, instance_ids,
 boxes, labels, masks, valid, source_index) with at most 5 instances.
 """
@@ -38,6 +42,10 @@ class DigitScenes(tfds.core.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [
         DigitScenesConfig(name="canvas64", description="64x64 canvases", canvas_size=64),
         DigitScenesConfig(name="canvas128", description="128x128 canvases", canvas_size=128),
+        DigitScenesConfig(
+            name="canvas64_16k", description="64x64 canvases, 16,000 train scenes from the same digits",
+            canvas_size=64, num_train=16000,
+        ),
     ]
     DEFAULT_CONFIG_NAME = "canvas64"
 
