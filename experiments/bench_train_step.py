@@ -214,6 +214,7 @@ def main():
     parser.add_argument("--out", default="bench_results/train_step")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and steps")
     parser.add_argument("--skip-default-job", action="store_true")
+    parser.add_argument("--networks", default="lenet5_table,resnet18_cifar", help="comma-separated subset")
     args = parser.parse_args()
     import torch
 
@@ -222,9 +223,17 @@ def main():
     roofline = matmul_roofline()
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, {os.cpu_count()} cores; "
           f"jax {jax.__version__}, torch {torch.__version__}; f32 matmul roofline {roofline / 1e9:.1f} GFLOP/s")
+    networks = {  # name: (image shape, steps per timed repetition (quick, full))
+        "lenet5_table": ((28, 28, 1), (10, 20)),
+        "resnet18_cifar": ((32, 32, 3), (1, 2)),
+    }
+    chosen = args.networks.split(",")
+    if unknown := sorted(set(chosen) - set(networks)):
+        parser.error(f"unknown networks {unknown}; valid: {', '.join(networks)}")
     rows = [
-        benchmark_network("lenet5_table", (28, 28, 1), repetitions=repetitions, steps=10 if args.quick else 20, roofline=roofline),
-        benchmark_network("resnet18_cifar", (32, 32, 3), repetitions=repetitions, steps=1 if args.quick else 2, roofline=roofline),
+        benchmark_network(name, networks[name][0], repetitions=repetitions,
+                          steps=networks[name][1][0 if args.quick else 1], roofline=roofline)
+        for name in chosen
     ]
     print("\n| network | params | jaxvision img/s (min-max) | torch img/s (min-max) | ratio | limit ratio | compile s |")
     print("|---|---|---|---|---|---|---|")

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxvision.models import layers
 from jaxvision.models.initializers import get_kernel_init
 
 
@@ -47,7 +48,9 @@ class LeNet5(nn.Module):
                 dtype=self.dtype,
                 name=f"conv{index}",
             )(x)
-            x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+            # Strided-slice max-pool: same values as nn.max_pool, and its gradient avoids XLA:CPU's
+            # slow select_and_scatter (see layers.MaxPool).
+            x = layers.MaxPool(2, 2, name=f"pool{index}")(nn.relu(x))
             features[f"conv{index}"] = x
         x = x.reshape((x.shape[0], -1))  # [N, h*w*c]
         for index, hidden_size in enumerate(self.hidden_sizes, start=1):

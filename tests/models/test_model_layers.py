@@ -103,3 +103,47 @@ def test_matmul_conv_equals_lax_conv_with_gradients(kernel, stride, padding, gro
     jax.tree.map(
         functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-4), grads_ours, grads_reference
     )
+
+
+@pytest.mark.parametrize("x_shape", [(5, 4), (2, 3, 4), (2, 3, 2, 4)])
+def test_flat_matmul_equals_matmul_with_gradients_under_jit_and_vmap(x_shape):
+    import jax
+
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=x_shape).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(4, 3)).astype(np.float32))
+    cotangent = jnp.asarray(rng.normal(size=(*x_shape[:-1], 3)).astype(np.float32))
+
+    def loss(f, x, w):
+        return (jnp.tanh(f(x, w)) * cotangent).sum()  # a non-linear loss: the cotangent is not all ones
+
+    np.testing.assert_allclose(jax.jit(layers.flat_matmul)(x, w), x @ w, rtol=1e-6, atol=1e-6)
+    ours = jax.jit(jax.grad(functools.partial(loss, layers.flat_matmul), argnums=(0, 1)))(x, w)
+    reference = jax.grad(functools.partial(loss, jnp.matmul), argnums=(0, 1))(x, w)
+    for a, b in zip(ours, reference):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    # vmap over a leading axis of x with a shared w: gradient w.r.t. w sums over the mapped axis.
+    per_example = jax.vmap(jax.grad(lambda x, w: (layers.flat_matmul(x, w) ** 2).sum(), argnums=1), (0, None))(x, w)
+    expected = jax.vmap(jax.grad(lambda x, w: ((x @ w) ** 2).sum(), argnums=1), (0, None))(x, w)
+    np.testing.assert_allclose(per_example, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_matmul_dot_general_in_dense_and_its_fallback():
+    import flax.linen as nn
+    import jax
+    from jax import lax
+
+    x = jnp.asarray(np.random.default_rng(6).normal(size=(2, 5, 4)).astype(np.float32))
+    reference = nn.Dense(3)
+    ours = nn.Dense(3, dot_general=layers.matmul_dot_general)
+    variables = reference.init(jax.random.key(0), x)
+    np.testing.assert_allclose(ours.apply(variables, x), reference.apply(variables, x), rtol=1e-6)
+    grad = jax.grad(lambda v, m: (m.apply(v, x) ** 3).sum())
+    jax.tree.map(
+        functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-5), grad(variables, ours), grad(variables, reference)
+    )
+    # Batched contractions are not Dense's case and go to lax.dot_general unchanged.
+    a, b = x, jnp.swapaxes(x, 1, 2)
+    numbers = (((2,), (1,)), ((0,), (0,)))
+    np.testing.assert_array_equal(layers.matmul_dot_general(a, b, numbers), lax.dot_general(a, b, numbers))
