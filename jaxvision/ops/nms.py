@@ -21,7 +21,6 @@ Sources: greedy NMS as in Girshick et al., R-CNN (2014) / torchvision.ops.nms an
 Soft-NMS: Bodla et al., "Soft-NMS - Improving Object Detection With One Line of Code", ICCV 2017.
 """
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
