@@ -8,34 +8,28 @@ averaged over classes (Milletari et al. 2016) when it is > 0. Metrics come from 
 matrix summed over the test split (`jaxvision.metrics.segmentation`): "accuracy" (pixel accuracy),
 "mean_class_accuracy", "mean_iou" and "voc_segmentation_accuracy" (percent).
 
-Checkpoints, resumption, SIGTERM and NaN handling and determinism follow the classification
-trainer (same `Checkpointer`, `RunLogger`, `SignalCatcher`, key discipline: `fold_in(train_key,
-step)`; the data order comes from the grain pipeline seeded with `config.seed`). At the end,
+Checkpoints, resumption, early stopping, SIGTERM and NaN handling and determinism are the
+classification trainer's: both run `jaxvision.training.loop.run_training` (key discipline:
+`fold_in(train_key, step)`; the data order comes from the grain pipeline seeded with `config.seed`). At the end,
 `overlays.png` in the workdir shows `config.num_overlays` test images with their ground truth
 and predicted maps, colour coded.
 """
 
 import json
-import logging
 import os
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxvision import losses
 from jaxvision.data import segmentation as seg_data
 from jaxvision.metrics import segmentation as seg_metrics
 from jaxvision.models.segmentation import create_segmentation_model
-from jaxvision.trainers.classification import INIT_PURPOSE, TRAIN_PURPOSE, Experiment
-from jaxvision.training import fingerprint, loop, optimizers, sharding
-from jaxvision.training import logging as logging_lib
-from jaxvision.training.loop import TrainingInterrupted, write_json
-from jaxvision.training.state import TrainState, create_train_state, parameter_count
-
-logger = logging.getLogger(__name__)
+from jaxvision.training import loop, optimizers, sharding
+from jaxvision.training.loop import Experiment, write_json
+from jaxvision.training.state import TrainState
 
 
 def check_batch(batch: dict, *, image_shape: tuple[int, ...], num_classes: int, ignore_label: int) -> None:
@@ -115,13 +109,9 @@ def make_train_step(config, *, ignore_label: int):
             return loss, (logits, per_pixel, valid, updates)
 
         (loss, (logits, per_pixel, valid, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        param_updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, param_updates)
-        ema_params = state.ema_params
-        if ema_params is not None:
-            ema_params = optax.incremental_update(params, ema_params, step_size=1.0 - ema_decay)
-        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema_params,
-                                  batch_stats=updates.get("batch_stats", state.batch_stats))
+        new_state = state.apply_gradients(
+            grads, batch_stats=updates.get("batch_stats", state.batch_stats), ema_decay=ema_decay
+        )
         num_valid = jnp.sum(valid).astype(jnp.float32)
         correct = jnp.sum((jnp.argmax(logits, axis=-1) == labels) & valid).astype(jnp.float32)
         metrics = {
@@ -169,12 +159,9 @@ def scores_from_confusion(confusion: np.ndarray, cross_entropy: tuple[float, flo
 def _validate_config(config) -> None:
     if config.task != "segmentation":
         raise ValueError(f"config.task must be 'segmentation' for this trainer, got {config.task!r}")
-    if config.batch_size < 1:
-        raise ValueError(f"config.batch_size must be positive, got {config.batch_size}")
+    loop.validate_config(config)
     if config.dice_weight < 0:
         raise ValueError(f"config.dice_weight must be >= 0, got {config.dice_weight}")
-    if not 0.0 <= config.ema_decay < 1.0:
-        raise ValueError(f"config.ema_decay must be in [0, 1), got {config.ema_decay}")
 
 
 def _load_source(config, split: str):
@@ -187,23 +174,10 @@ def build_experiment(config) -> Experiment:
     """Data spec, model, optimizer and the replicated initial state for `config`."""
     _validate_config(config)
     spec = seg_data.get_segmentation_spec(config.dataset.name)
-    train_size = len(_load_source(config, spec.train_split))
-    mesh = sharding.make_mesh(config.num_devices)
-    steps_per_epoch, num_steps = loop.count_steps(config, train_size, mesh.size)
-    dtype = jnp.bfloat16 if config.mixed_precision else jnp.float32
-    model = create_segmentation_model(config.model, num_classes=spec.num_classes, dtype=dtype, **config.model_kwargs)
-    schedule = optimizers.make_learning_rate_schedule(
-        config, steps_per_epoch=steps_per_epoch, num_steps=num_steps, global_batch_size=config.batch_size
+    return loop.build_experiment(
+        config, spec=spec, create_model=create_segmentation_model, train_size=len(_load_source(config, spec.train_split)),
+        mean=np.asarray(spec.mean, np.float32), std=np.asarray(spec.std, np.float32),
     )
-    tx = optimizers.make_optimizer(config, schedule)
-    root_key = jax.random.key(config.seed)
-    init_key, train_key = jax.random.fold_in(root_key, INIT_PURPOSE), jax.random.fold_in(root_key, TRAIN_PURPOSE)
-    create = jax.jit(
-        lambda key: create_train_state(key, model, tx, spec.image_shape, use_ema=config.ema_decay > 0),
-        out_shardings=sharding.replicated_sharding(mesh),
-    )
-    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
-    return Experiment(config, spec, model, mesh, create(init_key), mean, std, steps_per_epoch, num_steps, train_key)
 
 
 def _eval_iterator(experiment: Experiment, max_examples: int | None = None):
@@ -296,114 +270,40 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
     os.makedirs(workdir, exist_ok=True)
     write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
     experiment = build_experiment(config)
-    spec, mesh = experiment.spec, experiment.mesh
-    checkpointer = loop.make_checkpointer(config, workdir)
-    state = experiment.state
-    restored = checkpointer.restore(loop.abstract_state(state))
-    data_state = None
-    if restored is not None:
-        state, data_state, restored_step = restored
-        logger.info("resumed from step %d in %s", restored_step, checkpointer.directory)
-
+    spec = experiment.spec
     train_iterator = seg_data.make_train_iterator(
         _load_source(config, spec.train_split), global_batch_size=config.batch_size, num_steps=experiment.num_steps,
         seed=config.seed, mean=experiment.mean, std=experiment.std, process_index=jax.process_index(),
         process_count=jax.process_count(), worker_count=config.dataset.worker_count,
     )
-    if data_state is not None:
-        train_iterator.set_state(data_state)
     train_step = jax.jit(make_train_step(config, ignore_label=spec.ignore_label), donate_argnums=0)
     eval_fn = jax.jit(make_eval_step(num_classes=spec.num_classes, ignore_label=spec.ignore_label), static_argnums=0)
-    step = int(jax.device_get(state.step))
-    run_logger = logging_lib.RunLogger(workdir, total_steps=experiment.num_steps, initial_step=step, show_progress=show_progress)
-    if step == 0:
-        run_logger.message(
-            f"{config.model}: {parameter_count(state.params):,} parameters, {experiment.num_steps} steps "
-            f"({experiment.steps_per_epoch}/epoch) on {mesh.size} device(s) [{jax.devices()[0].platform}]"
-        )
 
-    last_confusion = None
+    def prepare_batch(batch):
+        check_batch(batch, image_shape=spec.image_shape, num_classes=spec.num_classes, ignore_label=spec.ignore_label)
+        return {k: batch[k] for k in ("image", "segmentation")}
 
-    def run_evaluations(current_step) -> dict[str, float]:
-        nonlocal last_confusion
-        results = {}
-        for split, use_ema in (("test", False), ("test_ema", True)):
-            if use_ema and state.ema_params is None:
-                continue
-            metrics, confusion = evaluate(experiment, state, use_ema=use_ema, eval_fn=eval_fn, return_confusion=True)
-            if not use_ema:
-                last_confusion = confusion
-            run_logger.write(current_step, split, metrics)
-            results.update({f"{split}_{k}": v for k, v in metrics.items()})
-        return results
+    last_confusion = {}
 
-    pending: list[dict] = []
-    window_start, window_images = time.perf_counter(), 0
-    eval_every = config.eval_every_steps or experiment.steps_per_epoch
-    last_eval: dict[str, float] = {}
+    def evaluate_state(state):
+        """The loop's evaluation; keeps the raw weights' confusion matrix for the per-class IoU."""
+        metrics, last_confusion["test"] = evaluate(experiment, state, eval_fn=eval_fn, return_confusion=True)
+        splits = {"test": metrics}
+        if state.ema_params is not None:
+            splits["test_ema"] = evaluate(experiment, state, use_ema=True, eval_fn=eval_fn)
+        return splits
 
-    def flush_train_metrics(current_step):
-        nonlocal window_start, window_images
-        if not pending:
-            return
-        train_metrics, step_losses = loop.host_metrics(pending)
-        loop.check_finite_losses(step_losses, current_step, checkpointer)
-        train_metrics["images_per_second"] = window_images / max(time.perf_counter() - window_start, 1e-9)
-        run_logger.write(current_step, "train", train_metrics)
-        run_logger.advance(len(pending), {k: train_metrics[k] for k in ("loss", "accuracy", "images_per_second")})
-        pending.clear()
-        window_start, window_images = time.perf_counter(), 0
-
-    try:
-        with loop.SignalCatcher() as signals:
-            for batch in train_iterator:
-                if step >= experiment.num_steps:
-                    break
-                check_batch(batch, image_shape=spec.image_shape, num_classes=spec.num_classes, ignore_label=spec.ignore_label)
-                batch = {k: batch[k] for k in ("image", "segmentation")}
-                state, metrics = train_step(state, sharding.shard_batch(batch, mesh), experiment.train_key)
-                pending.append(metrics)
-                step += 1
-                window_images += config.batch_size
-                is_last = step == experiment.num_steps
-                if len(pending) >= config.log_every_steps or is_last or signals.received is not None:
-                    flush_train_metrics(step)
-                if step % eval_every == 0 or is_last:
-                    flush_train_metrics(step)
-                    last_eval = run_evaluations(step)
-                    if config.checkpoint.every_steps == 0 or is_last:
-                        checkpointer.save(step, state, train_iterator.get_state(), last_eval)
-                if config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0 and not is_last:
-                    flush_train_metrics(step)  # Never checkpoint parameters from a NaN loss.
-                    checkpointer.save(step, state, train_iterator.get_state(), last_eval if step % eval_every == 0 else None)
-                if signals.received is not None:
-                    checkpointer.save(step, state, train_iterator.get_state())
-                    checkpointer.wait()
-                    raise TrainingInterrupted(
-                        f"signal {signals.received} at step {step}; checkpoint saved in {checkpointer.directory}"
-                    )
-    finally:
-        run_logger.close()
-        checkpointer.wait()
-
-    if not last_eval:  # Resumed a finished run: evaluate what was restored.
-        last_eval = run_evaluations(step)
-    checkpointer.close()
+    outcome = loop.run_training(
+        experiment, workdir, train_iterator=train_iterator, train_step=train_step, prepare_batch=prepare_batch,
+        evaluate_state=evaluate_state, show_progress=show_progress,
+    )
     results = {
-        "config": config.name,
-        "model": config.model,
-        "dataset": config.dataset.name,
-        "num_steps": step,
-        "num_devices": mesh.size,
-        "wall_time_seconds": time.perf_counter() - start_time,
-        "params_fingerprint": fingerprint.params_fingerprint(state.params),
-        "parameter_count": parameter_count(state.params),
-        "best_checkpoint_step": checkpointer.best_step(),
-        "learning_curves": logging_lib.plot_learning_curves(workdir),
-        "overlays": save_overlays(experiment, state, os.path.join(workdir, "overlays.png"), config.num_overlays),
-        "test_per_class_iou": [None if np.isnan(v) else float(v) for v in seg_metrics.per_class_iou(last_confusion)],
+        **loop.base_results(experiment, outcome, workdir, start_time),
+        "overlays": save_overlays(experiment, outcome.state, os.path.join(workdir, "overlays.png"), config.num_overlays),
+        "test_per_class_iou": [
+            None if np.isnan(v) else float(v) for v in seg_metrics.per_class_iou(last_confusion["test"])
+        ],
         "class_names": list(spec.class_names),
-        **last_eval,
     }
     write_json(os.path.join(workdir, "results.json"), results)
     return results

@@ -1,17 +1,37 @@
-"""Pieces every trainer's loop shares: stop signals, NaN checks of host metrics, atomic JSON.
+"""The training loop every trainer shares, and the pieces it is made of.
 
-`SignalCatcher` turns SIGTERM/SIGINT into a flag that the loop checks after each step (it then saves
-a checkpoint and raises `TrainingInterrupted`); `host_metrics` sums per-step `(sum, count)` metrics
-on the host and returns each step's loss so a NaN/inf can be named by step (`NonFiniteLossError`).
+A trainer (`jaxvision.trainers.classification`, `.segmentation`) supplies what is task-specific
+(the data set, model registry, jitted train step, host batch checks, evaluation) and calls
+`build_experiment`, `run_training` and `base_results`. The loop restores the newest valid
+checkpoint (state and data-iterator position), steps, logs, evaluates, early-stops, checkpoints,
+and turns SIGTERM/SIGINT into a saved checkpoint plus `TrainingInterrupted`. `SignalCatcher` is
+the flag the loop checks after each step; `host_metrics` sums per-step `(sum, count)` metrics on
+the host and returns each step's loss so a NaN/inf can be named by step (`NonFiniteLossError`).
+
+Randomness: one root key from `config.seed`, split by purpose with `fold_in` (`INIT_PURPOSE`,
+`TRAIN_PURPOSE`); a step's key is `fold_in(train_key, state.step)`, so no RNG lives in the state.
 """
 
+import dataclasses
 import json
+import logging
 import os
 import signal
 import threading
+import time
+from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+from jaxvision.training import early_stopping, fingerprint, optimizers, sharding
+from jaxvision.training import logging as logging_lib
+from jaxvision.training.state import create_train_state, parameter_count
+
+logger = logging.getLogger(__name__)
+
+INIT_PURPOSE, TRAIN_PURPOSE = 0, 1
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -136,9 +156,224 @@ def restore_workdir(workdir: str, build_experiment, *, step: int | None = None, 
     return experiment, state, restored_step
 
 
+def evaluate_splits(evaluate, experiment, state, **kwargs) -> dict[str, dict[str, float]]:
+    """`{"test": metrics, "test_ema": metrics}` (the latter when EMA is on) of
+    `evaluate(experiment, state, use_ema=..., **kwargs)`."""
+    splits = {"test": evaluate(experiment, state, **kwargs)}
+    if state.ema_params is not None:
+        splits["test_ema"] = evaluate(experiment, state, use_ema=True, **kwargs)
+    return splits
+
+
+def flatten_splits(splits: dict[str, dict[str, float]]) -> dict[str, float]:
+    """`{"test": {"loss": x}}` -> `{"test_loss": x}`."""
+    return {f"{split}_{name}": value for split, metrics in splits.items() for name, value in metrics.items()}
+
+
 def evaluate_raw_and_ema(evaluate, experiment, state) -> dict[str, float]:
     """`{"test_*": ..., "test_ema_*": ...}`: `evaluate(experiment, state, use_ema=...)` on both weights."""
-    results = {f"test_{k}": v for k, v in evaluate(experiment, state).items()}
-    if state.ema_params is not None:
-        results.update({f"test_ema_{k}": v for k, v in evaluate(experiment, state, use_ema=True).items()})
-    return results
+    return flatten_splits(evaluate_splits(evaluate, experiment, state))
+
+
+@dataclasses.dataclass
+class Experiment:
+    """Everything a trainer builds before the loop; also what `restore_workdir` returns."""
+
+    config: Any
+    spec: Any  # the data set's spec (DatasetSpec / SegmentationSpec)
+    model: Any
+    mesh: Any
+    state: Any  # TrainState, replicated over `mesh`
+    mean: np.ndarray
+    std: np.ndarray
+    steps_per_epoch: int
+    num_steps: int
+    train_key: Any
+
+
+def validate_config(config) -> None:
+    """Checks of the keys every trainer reads; ValueError naming the key and its value."""
+    if config.batch_size < 1:
+        raise ValueError(f"config.batch_size must be positive, got {config.batch_size}")
+    if not 0.0 <= config.label_smoothing < 1.0:
+        raise ValueError(f"config.label_smoothing must be in [0, 1), got {config.label_smoothing}")
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise ValueError(f"config.ema_decay must be in [0, 1), got {config.ema_decay}")
+    # .get: workdirs written before early stopping existed have no such key in config.json.
+    if config.get("early_stopping_patience", 0) < 0:
+        raise ValueError(f"config.early_stopping_patience must be >= 0, got {config.early_stopping_patience}")
+    if config.get("early_stopping_patience", 0) > 0 and not config.checkpoint.best_metric:
+        raise ValueError("config.early_stopping_patience > 0 needs config.checkpoint.best_metric (the metric to watch)")
+
+
+def build_experiment(config, *, spec, create_model: Callable, train_size: int, mean, std) -> Experiment:
+    """Mesh, step counts, model (`create_model(config.model, num_classes=..., dtype=..., **model_kwargs)`),
+    optimizer and the replicated initial state of `config` on a data set of `train_size` examples."""
+    mesh = sharding.make_mesh(config.num_devices)
+    steps_per_epoch, num_steps = count_steps(config, train_size, mesh.size)
+    dtype = jnp.bfloat16 if config.mixed_precision else jnp.float32
+    model = create_model(config.model, num_classes=spec.num_classes, dtype=dtype, **config.model_kwargs)
+    schedule = optimizers.make_learning_rate_schedule(
+        config, steps_per_epoch=steps_per_epoch, num_steps=num_steps, global_batch_size=config.batch_size
+    )
+    tx = optimizers.make_optimizer(config, schedule)
+    root_key = jax.random.key(config.seed)
+    init_key, train_key = jax.random.fold_in(root_key, INIT_PURPOSE), jax.random.fold_in(root_key, TRAIN_PURPOSE)
+    create = jax.jit(
+        lambda key: create_train_state(key, model, tx, spec.image_shape, use_ema=config.ema_decay > 0),
+        out_shardings=sharding.replicated_sharding(mesh),
+    )
+    return Experiment(config, spec, model, mesh, create(init_key), mean, std, steps_per_epoch, num_steps, train_key)
+
+
+@dataclasses.dataclass
+class LoopOutcome:
+    """What `run_training` ends with."""
+
+    state: Any
+    step: int
+    last_eval: dict[str, float]  # flattened: "test_loss", "test_ema_accuracy", ...
+    stopped_early: bool
+    best_checkpoint_step: int | None
+
+
+def run_training(
+    experiment: Experiment,
+    workdir: str,
+    *,
+    train_iterator,
+    train_step: Callable,
+    prepare_batch: Callable[[dict], dict],
+    evaluate_state: Callable[[Any], dict[str, dict[str, float]]],
+    show_progress: bool = True,
+) -> LoopOutcome:
+    """Restore, then train `experiment` to `num_steps`: log, evaluate, early-stop, checkpoint.
+
+    Args:
+      train_iterator: the grain iterator of training batches (its position is checkpointed).
+      train_step: jitted `(state, sharded batch, train_key) -> (state, metrics)`, state donated;
+        metrics are `(sum, count)` pairs including "loss" and "accuracy".
+      prepare_batch: host-side checks of a numpy batch; returns the dict the step takes.
+      evaluate_state: `state -> {"test": metrics, ...}` (`evaluate_splits` for most trainers);
+        each split is logged and enters the results as "<split>_<metric>".
+
+    Every `config.eval_every_steps` (0: each epoch) and at the end it evaluates; checkpoints are
+    saved then (or every `config.checkpoint.every_steps`), never from a NaN loss.
+
+    Raises:
+      NonFiniteLossError: naming the first step whose loss was NaN/inf (earlier checkpoints stay).
+      TrainingInterrupted: on SIGTERM/SIGINT, after saving a checkpoint of the current step.
+    """
+    config, mesh = experiment.config, experiment.mesh
+    checkpointer = make_checkpointer(config, workdir)
+    state = experiment.state
+    restored = checkpointer.restore(abstract_state(state))
+    if restored is not None:
+        state, data_state, restored_step = restored
+        if data_state is not None:
+            train_iterator.set_state(data_state)
+        logger.info("resumed from step %d in %s", restored_step, checkpointer.directory)
+
+    step = int(jax.device_get(state.step))
+    run_logger = logging_lib.RunLogger(workdir, total_steps=experiment.num_steps, initial_step=step, show_progress=show_progress)
+    if step == 0:
+        run_logger.message(
+            f"{config.model}: {parameter_count(state.params):,} parameters, {experiment.num_steps} steps "
+            f"({experiment.steps_per_epoch}/epoch) on {mesh.size} device(s) [{jax.devices()[0].platform}]"
+        )
+
+    def save(current_step, metrics=None):
+        checkpointer.save(current_step, state, train_iterator.get_state(), metrics)
+
+    def run_evaluations(current_step) -> dict[str, float]:
+        splits = evaluate_state(state)
+        for split, metrics in splits.items():
+            run_logger.write(current_step, split, metrics)
+        return flatten_splits(splits)
+
+    pending: list[dict] = []
+    window_start, window_images = time.perf_counter(), 0
+    eval_every = config.eval_every_steps or experiment.steps_per_epoch
+    last_eval: dict[str, float] = {}
+    stopper, stopped_early = None, False
+    if config.get("early_stopping_patience", 0) > 0:
+        stopper = early_stopping.EarlyStopping(config.checkpoint.best_metric, mode=config.checkpoint.best_mode,
+                                               patience=config.early_stopping_patience)
+        if restored is not None:
+            best_step = checkpointer.best_step()
+            best_value = (checkpointer.manager.metrics(best_step) or {}).get(stopper.metric) if best_step is not None else None
+            stopper.resume(best_step=best_step, best_value=best_value, step=step, eval_every=eval_every)
+
+    def flush_train_metrics(current_step):
+        nonlocal window_start, window_images
+        if not pending:
+            return
+        train_metrics, losses = host_metrics(pending)
+        check_finite_losses(losses, current_step, checkpointer)
+        train_metrics["images_per_second"] = window_images / max(time.perf_counter() - window_start, 1e-9)
+        run_logger.write(current_step, "train", train_metrics)
+        run_logger.advance(len(pending), {k: train_metrics[k] for k in ("loss", "accuracy", "images_per_second")})
+        pending.clear()
+        window_start, window_images = time.perf_counter(), 0
+
+    try:
+        with SignalCatcher() as signals:
+            for batch in train_iterator:
+                if step >= experiment.num_steps:
+                    break
+                batch = prepare_batch(batch)
+                state, metrics = train_step(state, sharding.shard_batch(batch, mesh), experiment.train_key)
+                pending.append(metrics)
+                step += 1
+                window_images += config.batch_size
+                is_last = step == experiment.num_steps
+                if len(pending) >= config.log_every_steps or is_last or signals.received is not None:
+                    flush_train_metrics(step)
+                if step % eval_every == 0 or is_last:
+                    flush_train_metrics(step)
+                    last_eval = run_evaluations(step)
+                    stopped_early = stopper is not None and stopper.update(step, last_eval) and not is_last
+                    if config.checkpoint.every_steps == 0 or is_last or stopped_early:
+                        save(step, last_eval)
+                    if stopped_early:
+                        run_logger.message(f"early stopping at step {step}: no better {stopper.metric} in "
+                                           f"{stopper.patience} evaluations (best {stopper.best_value:.4f} "
+                                           f"at step {stopper.best_step})")
+                        break
+                if config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0 and not is_last:
+                    flush_train_metrics(step)  # Never checkpoint parameters from a NaN loss.
+                    save(step, last_eval if step % eval_every == 0 else None)
+                if signals.received is not None:
+                    save(step)
+                    checkpointer.wait()
+                    raise TrainingInterrupted(
+                        f"signal {signals.received} at step {step}; checkpoint saved in {checkpointer.directory}"
+                    )
+    finally:
+        run_logger.close()
+        checkpointer.wait()
+
+    if not last_eval:  # Resumed a finished run: evaluate what was restored.
+        last_eval = run_evaluations(step)
+    best_checkpoint_step = checkpointer.best_step()
+    checkpointer.close()
+    return LoopOutcome(state, step, last_eval, stopped_early, best_checkpoint_step)
+
+
+def base_results(experiment: Experiment, outcome: LoopOutcome, workdir: str, start_time: float) -> dict:
+    """The `results.json` entries every trainer writes (plots the learning curves too)."""
+    config = experiment.config
+    return {
+        "config": config.name,
+        "model": config.model,
+        "dataset": config.dataset.name,
+        "num_steps": outcome.step,
+        "num_devices": experiment.mesh.size,
+        "wall_time_seconds": time.perf_counter() - start_time,
+        "params_fingerprint": fingerprint.params_fingerprint(outcome.state.params),
+        "parameter_count": parameter_count(outcome.state.params),
+        "best_checkpoint_step": outcome.best_checkpoint_step,
+        "stopped_early": outcome.stopped_early,
+        "learning_curves": logging_lib.plot_learning_curves(workdir),
+        **outcome.last_eval,
+    }

@@ -39,6 +39,19 @@ class TrainState(flax.struct.PyTreeNode):
         """The variables `apply` takes, with the raw (non-EMA) parameters."""
         return {"params": self.params, "batch_stats": self.batch_stats}
 
+    def apply_gradients(self, grads, *, batch_stats, ema_decay: float) -> "TrainState":
+        """One optimizer step: updated params and optimizer state, `step + 1`, the new BatchNorm
+        statistics, and the EMA moved towards the new params (when EMA is on) with weight
+        `1 - ema_decay`."""
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+        params = optax.apply_updates(self.params, updates)
+        ema_params = self.ema_params
+        if ema_params is not None:
+            ema_params = optax.incremental_update(params, ema_params, step_size=1.0 - ema_decay)
+        return self.replace(
+            step=self.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state, ema_params=ema_params
+        )
+
 
 def create_train_state(key, model, tx, image_shape, *, use_ema: bool = False) -> TrainState:
     """Initialise `model` on a dummy batch of shape `[1, *image_shape]` and wrap it in a state.
