@@ -169,25 +169,10 @@ def get_segmentation_spec(name: str) -> SegmentationSpec:
 
 def prepare_segmentation_dataset(name: str, *, data_dir: str | None = None, download: bool = False):
     """Make sure `name` is prepared under `data_dir` (offline ones are built on first use)."""
-    spec = get_segmentation_spec(name)
-    if spec.builder_factory is not None:
-        builder = spec.builder_factory(data_dir)
-    else:
-        import tensorflow_datasets as tfds
-
-        builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
-    if builder.is_prepared():
-        return builder
-    if spec.downloads and not download:
-        raise datasets.DatasetNotPreparedError(
-            f"data set {name!r} is not prepared in {builder.data_dir!r} and downloading is off. "
-            f"Fetch it once with network access:\n    jaxvision prepare {name}"
-            f"{f' --data_dir={data_dir}' if data_dir else ''}\n"
-            f"or train with --config.dataset.download=True (cityscapes also needs its manual "
-            f"download in <data_dir>/downloads/manual first)."
-        )
-    builder.download_and_prepare(file_format="array_record")
-    return builder
+    return datasets.prepare_builder(
+        name, get_segmentation_spec(name), data_dir=data_dir, download=download,
+        note=" (cityscapes also needs its manual download in <data_dir>/downloads/manual first)",
+    )
 
 
 def load_segmentation_source(name: str, split: str, *, data_dir: str | None = None, download: bool = False):

@@ -71,13 +71,36 @@ def get_dataset_spec(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
-def _builder(name: str, data_dir: str | None):
-    import tensorflow_datasets as tfds
-
-    spec = get_dataset_spec(name)
+def open_builder(spec, data_dir: str | None):
+    """The tfds builder of a data set spec (anything with `tfds_name` and `builder_factory`)."""
     if spec.builder_factory is not None:
         return spec.builder_factory(data_dir)
+    import tensorflow_datasets as tfds
+
     return tfds.builder(spec.tfds_name, data_dir=data_dir)
+
+
+def prepare_builder(name: str, spec, *, data_dir: str | None, download: bool, note: str = ""):
+    """Make sure the data set `name` (described by `spec`) is prepared as ArrayRecord files under
+    `data_dir`; return its builder. Shared by the classification and segmentation registries.
+
+    Raises:
+      DatasetNotPreparedError: within a second when the data is missing, `spec.downloads` and
+        `download` is False, naming the data set and the exact command that fetches it (`note`
+        is appended to the message).
+    """
+    builder = open_builder(spec, data_dir)
+    if builder.is_prepared():
+        return builder
+    if spec.downloads and not download:
+        where = f" --data_dir={data_dir}" if data_dir else ""
+        raise DatasetNotPreparedError(
+            f"data set {name!r} is not prepared in {builder.data_dir!r} and downloading is off. "
+            f"Fetch it once with network access:\n    jaxvision prepare {name}{where}\n"
+            f"or train with --config.dataset.download=True{note}."
+        )
+    builder.download_and_prepare(file_format="array_record")
+    return builder
 
 
 def prepare_dataset(name: str, *, data_dir: str | None = None, download: bool = False):
@@ -90,19 +113,7 @@ def prepare_dataset(name: str, *, data_dir: str | None = None, download: bool = 
       DatasetNotPreparedError: within a second when the data is missing and `download` is False,
         naming the data set and the exact command that fetches it.
     """
-    spec = get_dataset_spec(name)
-    builder = _builder(name, data_dir)
-    if builder.is_prepared():
-        return builder
-    if spec.downloads and not download:
-        where = f" --data_dir={data_dir}" if data_dir else ""
-        raise DatasetNotPreparedError(
-            f"data set {name!r} is not prepared in {builder.data_dir!r} and downloading is off. "
-            f"Fetch it once with network access:\n    jaxvision prepare {name}{where}\n"
-            f"or train with --config.dataset.download=True."
-        )
-    builder.download_and_prepare(file_format="array_record")
-    return builder
+    return prepare_builder(name, get_dataset_spec(name), data_dir=data_dir, download=download)
 
 
 def load_data_source(name: str, split: str, *, data_dir: str | None = None, download: bool = False):
