@@ -27,24 +27,12 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_train_step import matmul_roofline  # experiments/ is on sys.path when run as a script
 from jax import lax
 
 # ResNet-18 with a CIFAR stem on 32x32 inputs: (spatial size, channels in = channels out).
 RESNET18_CIFAR_SHAPES = ((32, 64), (16, 128), (8, 256), (4, 512))
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
-
-
-def matmul_roofline(size: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of a jitted f32 `size`^3 matmul (best of `repeats`)."""
-    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
-    matmul = jax.jit(lambda x, y: x @ y)
-    matmul(a, a).block_until_ready()
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul(a, a).block_until_ready()
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
 
 
 def xla_conv(x, w):

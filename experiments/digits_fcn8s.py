@@ -10,7 +10,7 @@ the three differ only in score fusion. Measured after 6 epochs on the 500 test s
 mean IoU, FCN-32s 0.085 (background everywhere); times in experiments/README.md.
 """
 
-from jaxvision.training.segmentation_config import segmentation_config
+from jaxvision.training.segmentation_config import make_smoke, segmentation_config
 
 
 def fcn_config(model: str, name: str, arg: str | None):
@@ -26,14 +26,7 @@ def fcn_config(model: str, name: str, arg: str | None):
     config.optimizer.weight_decay = 1e-4
     config.optimizer.warmup_epochs = 0.5
     if arg == "smoke":
-        config.num_epochs = 1
-        config.num_train_steps = 8
-        config.log_every_steps = 4
-        config.eval_every_steps = 4
-        config.batch_size = 8
-        config.eval_batch_size = 50
-        config.num_eval_examples = 100
-        config.num_overlays = 4
+        make_smoke(config)
     elif arg:
         raise ValueError(f"unknown variant {arg!r} of {name}; valid: smoke")
     return config.lock()

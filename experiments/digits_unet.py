@@ -11,7 +11,7 @@ test digits). Measured: **0.8005 test mean IoU** after 6 epochs (3,000 steps) in
 compositions of the same digits generalise better than more passes over fewer scenes.
 """
 
-from jaxvision.training.segmentation_config import segmentation_config
+from jaxvision.training.segmentation_config import make_smoke, segmentation_config
 
 
 def get_config(arg: str | None = None):
@@ -28,14 +28,7 @@ def get_config(arg: str | None = None):
     config.eval_every_steps = 0
     if arg == "smoke":
         config.dataset.name = "digit_scenes"  # the 4,000-scene split: quicker to prepare in tests
-        config.num_epochs = 1
-        config.num_train_steps = 8
-        config.log_every_steps = 4
-        config.eval_every_steps = 4
-        config.batch_size = 8
-        config.eval_batch_size = 50
-        config.num_eval_examples = 100
-        config.num_overlays = 4
+        make_smoke(config)
     elif arg:
         raise ValueError(f"unknown variant {arg!r} of digits_unet; valid: smoke")
     return config.lock()

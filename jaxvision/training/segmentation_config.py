@@ -29,3 +29,17 @@ def segmentation_config() -> ml_collections.ConfigDict:
     config.num_eval_examples = 0
     config.checkpoint.best_metric = "test_mean_iou"
     return config
+
+
+def make_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Turn an (unlocked) config into its `:smoke` variant: 8 steps of batch 8, evaluated on 100
+    test examples, 4 overlays -- seconds on a CPU, for tests and notebooks. Returns `config`."""
+    config.num_epochs = 1
+    config.num_train_steps = 8
+    config.log_every_steps = 4
+    config.eval_every_steps = 4
+    config.batch_size = 8
+    config.eval_batch_size = 50
+    config.num_eval_examples = 100
+    config.num_overlays = 4
+    return config
