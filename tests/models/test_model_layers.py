@@ -147,3 +147,41 @@ def test_matmul_dot_general_in_dense_and_its_fallback():
     a, b = x, jnp.swapaxes(x, 1, 2)
     numbers = (((2,), (1,)), ((0,), (0,)))
     np.testing.assert_array_equal(layers.matmul_dot_general(a, b, numbers), lax.dot_general(a, b, numbers))
+
+
+@pytest.mark.parametrize("window,stride,padding", [(3, 2, 1), (2, 2, 0), (3, 1, 1)])
+def test_max_pool_gradient_matches_torch_with_ties_and_under_jit_and_vmap(window, stride, padding):
+    """After a ReLU most windows tie at zero: the gradient goes to the first maximal entry, as in
+    PyTorch, and not split among the ties. Also checked under jit and vmap (one image at a time)."""
+    import jax
+
+    rng = np.random.default_rng(5)
+    x = np.maximum(rng.normal(size=(2, 9, 10, 3)), 0).astype(np.float32)
+    x[0, :4, :4, :] = 0.0  # whole windows of ties
+    pool = layers.MaxPool(window, stride, padding)
+    out_shape = pool.apply({}, jnp.asarray(x)).shape
+    weights = rng.normal(size=out_shape).astype(np.float32)
+
+    def loss(v, w):
+        return (pool.apply({}, v) * w).sum()
+
+    ours = jax.jit(jax.grad(loss))(jnp.asarray(x), jnp.asarray(weights))
+    per_image = jax.vmap(jax.grad(lambda v, w: loss(v[None], w[None])))(jnp.asarray(x), jnp.asarray(weights))
+    x_torch = _to_torch(x).requires_grad_()
+    out = torch.nn.functional.max_pool2d(x_torch, window, stride, padding)
+    (out * _to_torch(weights)).sum().backward()
+    expected = _from_torch(x_torch.grad)
+    # Entries that win several overlapping windows sum their cotangents in another order.
+    np.testing.assert_allclose(np.asarray(ours), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(ours) != 0, expected != 0)
+    np.testing.assert_array_equal(np.asarray(per_image), np.asarray(ours))
+    assert (np.asarray(ours) != 0).sum() <= weights.size  # one entry per output, never split
+
+
+def test_max_pool_propagates_nan_like_torch():
+    x = np.zeros((1, 4, 4, 1), np.float32)
+    x[0, 1, 2, 0] = np.nan
+    ours = np.asarray(layers.MaxPool(2, 2).apply({}, jnp.asarray(x)))
+    theirs = _from_torch(torch.nn.functional.max_pool2d(_to_torch(x), 2, 2))
+    np.testing.assert_array_equal(ours, theirs)
+    assert np.isnan(ours[0, 0, 1, 0]) and not np.isnan(ours[0, 0, 0, 0])
