@@ -21,7 +21,7 @@ import numpy as np
 import optax
 
 from jaxvision import models
-from jaxvision.data import pipeline
+from jaxvision.data import holdout, pipeline
 from jaxvision.data import tfds as datasets
 from jaxvision.metrics import classification as metrics_lib
 from jaxvision.training import augmentation, loop, optimizers, sharding
@@ -152,18 +152,32 @@ def build_experiment(config) -> Experiment:
     spec = datasets.get_dataset_spec(config.dataset.name)
     data_dir = config.dataset.data_dir or None
     mean, std = datasets.normalization_stats(config.dataset.name, data_dir=data_dir, download=config.dataset.download)
-    train_size = len(datasets.load_data_source(config.dataset.name, spec.train_split, data_dir=data_dir))
+    train_size = len(training_sources(config, spec)[0])
     return loop.build_experiment(
         config, spec=spec, create_model=models.create_model, train_size=train_size, mean=mean, std=std
     )
 
 
-def evaluate(experiment: Experiment, state: TrainState, *, use_ema: bool = False, eval_fn=None) -> dict[str, float]:
-    """Metrics of `state` (or its EMA parameters) over the whole test split."""
+def training_sources(config, spec):
+    """(training source, held-out validation source or None) of `config`'s data set: the training
+    split minus `config.dataset.validation_fraction` of it (`jaxvision.data.holdout`)."""
+    source = datasets.load_data_source(config.dataset.name, spec.train_split, data_dir=config.dataset.data_dir or None)
+    return holdout.split_source(source, loop.validation_fraction(config))
+
+
+def evaluate(experiment: Experiment, state: TrainState, *, split: str = "test", use_ema: bool = False,
+             eval_fn=None) -> dict[str, float]:
+    """Metrics of `state` (or its EMA parameters) over the whole `split`: "test", or "validation"
+    (the part of the training split held out by `config.dataset.validation_fraction`)."""
     config = experiment.config
     eval_fn = eval_fn or jax.jit(make_eval_step(), static_argnums=0)
     batch_size = -(-config.eval_batch_size // experiment.mesh.size) * experiment.mesh.size
-    source = datasets.load_data_source(config.dataset.name, experiment.spec.test_split, data_dir=config.dataset.data_dir or None)
+    source = loop.evaluation_source(
+        split,
+        load_test=lambda: datasets.load_data_source(config.dataset.name, experiment.spec.test_split,
+                                                    data_dir=config.dataset.data_dir or None),
+        load_training=lambda: training_sources(config, experiment.spec),
+    )
     iterator = pipeline.make_eval_iterator(
         source, global_batch_size=batch_size, mean=experiment.mean, std=experiment.std,
         process_index=jax.process_index(), process_count=jax.process_count(),
@@ -190,7 +204,7 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
     write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
     experiment = build_experiment(config)
     spec = experiment.spec
-    source = datasets.load_data_source(config.dataset.name, spec.train_split, data_dir=config.dataset.data_dir or None)
+    source, _ = training_sources(config, spec)
     train_iterator = pipeline.make_train_iterator(
         source, global_batch_size=config.batch_size, num_steps=experiment.num_steps, seed=config.seed,
         mean=experiment.mean, std=experiment.std, process_index=jax.process_index(),

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvision import losses
+from jaxvision.data import holdout
 from jaxvision.data import segmentation as seg_data
 from jaxvision.metrics import segmentation as seg_metrics
 from jaxvision.models.segmentation import create_segmentation_model
@@ -170,38 +171,47 @@ def _load_source(config, split: str):
     )
 
 
+def _training_sources(config, spec):
+    """(training source, held-out validation source or None): `config.dataset.validation_fraction`."""
+    return holdout.split_source(_load_source(config, spec.train_split), loop.validation_fraction(config))
+
+
 def build_experiment(config) -> Experiment:
     """Data spec, model, optimizer and the replicated initial state for `config`."""
     _validate_config(config)
     spec = seg_data.get_segmentation_spec(config.dataset.name)
     return loop.build_experiment(
-        config, spec=spec, create_model=create_segmentation_model, train_size=len(_load_source(config, spec.train_split)),
+        config, spec=spec, create_model=create_segmentation_model, train_size=len(_training_sources(config, spec)[0]),
         mean=np.asarray(spec.mean, np.float32), std=np.asarray(spec.std, np.float32),
     )
 
 
-def _eval_iterator(experiment: Experiment, max_examples: int | None = None):
+def _eval_iterator(experiment: Experiment, max_examples: int | None = None, split: str = "test"):
     config = experiment.config
     max_examples = config.num_eval_examples if max_examples is None else max_examples
     batch_size = -(-config.eval_batch_size // experiment.mesh.size) * experiment.mesh.size
+    source = loop.evaluation_source(
+        split, load_test=lambda: _load_source(config, experiment.spec.test_split),
+        load_training=lambda: _training_sources(config, experiment.spec),
+    )
     return seg_data.make_eval_iterator(
-        _load_source(config, experiment.spec.test_split), global_batch_size=batch_size, mean=experiment.mean,
+        source, global_batch_size=batch_size, mean=experiment.mean,
         std=experiment.std, process_index=jax.process_index(), process_count=jax.process_count(),
         max_examples=max_examples,
     )
 
 
-def evaluate(experiment: Experiment, state: TrainState, *, use_ema: bool = False, eval_fn=None,
+def evaluate(experiment: Experiment, state: TrainState, *, split: str = "test", use_ema: bool = False, eval_fn=None,
              return_confusion: bool = False):
-    """Metrics of `state` (or its EMA parameters) over the test split (its first
-    `config.num_eval_examples` when > 0; see module doc)."""
+    """Metrics of `state` (or its EMA parameters) over `split`, "test" or the held-out "validation"
+    (its first `config.num_eval_examples` when > 0; see module doc)."""
     spec = experiment.spec
     eval_fn = eval_fn or jax.jit(make_eval_step(num_classes=spec.num_classes, ignore_label=spec.ignore_label),
                                  static_argnums=0)
     params = state.ema_params if use_ema else state.params
     confusion = np.zeros((spec.num_classes, spec.num_classes), np.int64)
     cross_entropy = np.zeros(2, np.float64)
-    for batch in _eval_iterator(experiment):
+    for batch in _eval_iterator(experiment, split=split):
         batch = {k: v for k, v in batch.items() if k in ("image", "segmentation", "mask")}
         out = jax.device_get(eval_fn(state.apply_fn, params, state.batch_stats, sharding.shard_batch(batch, experiment.mesh)))
         confusion += np.asarray(out["confusion"], np.int64)
@@ -272,7 +282,7 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
     experiment = build_experiment(config)
     spec = experiment.spec
     train_iterator = seg_data.make_train_iterator(
-        _load_source(config, spec.train_split), global_batch_size=config.batch_size, num_steps=experiment.num_steps,
+        _training_sources(config, spec)[0], global_batch_size=config.batch_size, num_steps=experiment.num_steps,
         seed=config.seed, mean=experiment.mean, std=experiment.std, process_index=jax.process_index(),
         process_count=jax.process_count(), worker_count=config.dataset.worker_count,
     )
@@ -287,10 +297,12 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
 
     def evaluate_state(state):
         """The loop's evaluation; keeps the raw weights' confusion matrix for the per-class IoU."""
-        metrics, last_confusion["test"] = evaluate(experiment, state, eval_fn=eval_fn, return_confusion=True)
-        splits = {"test": metrics}
-        if state.ema_params is not None:
-            splits["test_ema"] = evaluate(experiment, state, use_ema=True, eval_fn=eval_fn)
+        splits = {}
+        for split in loop.split_names(config):
+            splits[split], last_confusion[split] = evaluate(experiment, state, split=split, eval_fn=eval_fn,
+                                                            return_confusion=True)
+            if state.ema_params is not None:
+                splits[f"{split}_ema"] = evaluate(experiment, state, split=split, use_ema=True, eval_fn=eval_fn)
         return splits
 
     outcome = loop.run_training(

@@ -24,6 +24,10 @@ def classification_config() -> ml_collections.ConfigDict:
             "data_dir": config_dict.placeholder(str),  # None: tfds's default (~/tensorflow_datasets)
             "download": False,  # Never touch the network unless asked.
             "worker_count": 0,  # grain worker processes; 0 reads in the main process
+            # > 0: hold this fraction of the training split out as a "validation" split (fixed,
+            # seed-independent; jaxvision.data.holdout), evaluated alongside the test split; select
+            # checkpoints and stop early on it with checkpoint.best_metric = "validation_accuracy".
+            "validation_fraction": 0.0,
         }
     )
     config.batch_size = 128  # global, over all devices and processes

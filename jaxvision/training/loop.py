@@ -156,12 +156,37 @@ def restore_workdir(workdir: str, build_experiment, *, step: int | None = None, 
     return experiment, state, restored_step
 
 
+def split_names(config) -> tuple[str, ...]:
+    """The splits a run evaluates: ("validation", "test") with a held-out validation split, else ("test",)."""
+    return ("validation", "test") if validation_fraction(config) > 0 else ("test",)
+
+
+def validation_fraction(config) -> float:
+    # .get: configs of workdirs written before the key existed.
+    return float(config.dataset.get("validation_fraction", 0.0))
+
+
+def evaluation_source(split: str, *, load_test: Callable[[], Any], load_training: Callable[[], tuple]):
+    """The records to evaluate for `split`: "test" -> `load_test()`, "validation" -> the held-out
+    part of `load_training()` (a `(train, validation or None)` pair, `jaxvision.data.holdout`)."""
+    if split == "test":
+        return load_test()
+    if split == "validation":
+        source = load_training()[1]
+        if source is None:
+            raise ValueError("no validation split: set config.dataset.validation_fraction > 0")
+        return source
+    raise ValueError(f"unknown split {split!r}; valid: 'test', 'validation'")
+
+
 def evaluate_splits(evaluate, experiment, state, **kwargs) -> dict[str, dict[str, float]]:
-    """`{"test": metrics, "test_ema": metrics}` (the latter when EMA is on) of
-    `evaluate(experiment, state, use_ema=..., **kwargs)`."""
-    splits = {"test": evaluate(experiment, state, **kwargs)}
-    if state.ema_params is not None:
-        splits["test_ema"] = evaluate(experiment, state, use_ema=True, **kwargs)
+    """`{split: metrics, split + "_ema": metrics}` for each of `split_names(config)` (the EMA
+    entries when EMA is on), from `evaluate(experiment, state, split=..., use_ema=..., **kwargs)`."""
+    splits = {}
+    for split in split_names(experiment.config):
+        splits[split] = evaluate(experiment, state, split=split, **kwargs)
+        if state.ema_params is not None:
+            splits[f"{split}_ema"] = evaluate(experiment, state, split=split, use_ema=True, **kwargs)
     return splits
 
 
@@ -171,7 +196,7 @@ def flatten_splits(splits: dict[str, dict[str, float]]) -> dict[str, float]:
 
 
 def evaluate_raw_and_ema(evaluate, experiment, state) -> dict[str, float]:
-    """`{"test_*": ..., "test_ema_*": ...}`: `evaluate(experiment, state, use_ema=...)` on both weights."""
+    """`{"test_*": ..., "test_ema_*": ...}` (and "validation_*" when held out): `evaluate_splits`, flattened."""
     return flatten_splits(evaluate_splits(evaluate, experiment, state))
 
 
@@ -204,6 +229,13 @@ def validate_config(config) -> None:
         raise ValueError(f"config.early_stopping_patience must be >= 0, got {config.early_stopping_patience}")
     if config.get("early_stopping_patience", 0) > 0 and not config.checkpoint.best_metric:
         raise ValueError("config.early_stopping_patience > 0 needs config.checkpoint.best_metric (the metric to watch)")
+    if not 0.0 <= validation_fraction(config) < 1.0:
+        raise ValueError(f"config.dataset.validation_fraction must be in [0, 1), got {validation_fraction(config)}")
+    if config.checkpoint.best_metric.startswith("validation") and validation_fraction(config) == 0:
+        raise ValueError(
+            f"config.checkpoint.best_metric={config.checkpoint.best_metric!r} watches the validation split, "
+            "but none is held out: set config.dataset.validation_fraction (e.g. 0.1)"
+        )
 
 
 def build_experiment(config, *, spec, create_model: Callable, train_size: int, mean, std) -> Experiment:
@@ -299,6 +331,12 @@ def run_training(
     if config.get("early_stopping_patience", 0) > 0:
         stopper = early_stopping.EarlyStopping(config.checkpoint.best_metric, mode=config.checkpoint.best_mode,
                                                patience=config.early_stopping_patience)
+        if stopper.metric.startswith("test"):
+            logger.warning(
+                "early stopping watches %s: choosing when to stop on the test split biases the test result; "
+                "hold out a validation split (config.dataset.validation_fraction) and watch validation_accuracy",
+                stopper.metric,
+            )
         if restored is not None:
             best_step = checkpointer.best_step()
             best_value = (checkpointer.manager.metrics(best_step) or {}).get(stopper.metric) if best_step is not None else None

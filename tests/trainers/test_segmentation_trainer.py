@@ -15,6 +15,7 @@ import pytest
 from jaxvision import cli
 from jaxvision.models.segmentation import create_segmentation_model
 from jaxvision.trainers import segmentation
+from jaxvision.training import loop
 from jaxvision.training.segmentation_config import segmentation_config
 from jaxvision.training.state import create_train_state
 
@@ -171,3 +172,17 @@ def test_classification_configs_still_dispatch_to_the_classifier():
     assert cli.trainer_for(cli.load_config("digits_fcn8s:smoke").task) is segmentation
     with pytest.raises(ValueError, match="valid tasks"):
         cli.trainer_for("detection")
+
+
+def test_held_out_validation_split_is_evaluated_and_selects_the_best_checkpoint(scenes_data_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    assert cli.main(smoke_args(workdir, scenes_data_dir, "--config.dataset.validation_fraction=0.05",
+                               "--config.checkpoint.best_metric=validation_mean_iou")) == 0
+    with open(os.path.join(workdir, "results.json")) as f:
+        results = json.load(f)
+    assert 0.0 <= results["validation_mean_iou"] <= 1.0 and 0.0 <= results["test_mean_iou"] <= 1.0
+    assert results["best_checkpoint_step"] in (4, 8)
+    config = loop.read_workdir_config(workdir)
+    spec = segmentation.seg_data.get_segmentation_spec(config.dataset.name)
+    train_source, validation_source = segmentation._training_sources(config, spec)
+    assert (len(train_source), len(validation_source)) == (3800, 200)

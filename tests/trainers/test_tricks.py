@@ -142,3 +142,34 @@ def test_cifar_recipe_smoke_variant_trains_two_steps(model, digits_data_dir, tmp
     results = classification.train_and_evaluate(config, str(tmp_path), show_progress=False)
     assert results["num_steps"] == 2 and results["model"] == model
     assert np.isfinite(results["test_loss"]) and 0.0 <= results["test_ema_accuracy"] <= 1.0
+
+
+def test_early_stopping_and_best_checkpoint_on_a_held_out_validation_split(smoke_config, tmp_path):
+    """validation_fraction holds part of the training split out; the loop evaluates it next to the
+    test split and selects checkpoints / stops on it, not on the test split."""
+    smoke_config.optimizer.learning_rate = 0.0
+    smoke_config.eval_every_steps = 3
+    smoke_config.early_stopping_patience = 1
+    smoke_config.dataset.validation_fraction = 0.1
+    smoke_config.checkpoint.best_metric = "validation_accuracy"
+    workdir = str(tmp_path / "run")
+    results = classification.train_and_evaluate(smoke_config, workdir, show_progress=False)
+    assert results["stopped_early"] is True and results["best_checkpoint_step"] == 3
+    assert 0.0 <= results["validation_accuracy"] <= 1.0 and 0.0 <= results["test_accuracy"] <= 1.0
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        splits = {json.loads(line).get("split") for line in f}
+    assert {"validation", "test"} <= splits
+    # 400 of the 4,000 training digits are held out: the validation metrics count exactly them.
+    experiment = classification.build_experiment(smoke_config)
+    train_source, validation_source = classification.training_sources(smoke_config, experiment.spec)
+    assert (len(train_source), len(validation_source)) == (3600, 400)
+
+
+def test_validation_metric_without_a_held_out_split_is_a_config_error(smoke_config, tmp_path):
+    smoke_config.checkpoint.best_metric = "validation_accuracy"
+    with pytest.raises(ValueError, match="validation_fraction"):
+        classification.train_and_evaluate(smoke_config, str(tmp_path), show_progress=False)
+    smoke_config.checkpoint.best_metric = "test_accuracy"
+    smoke_config.dataset.validation_fraction = 1.0
+    with pytest.raises(ValueError, match=r"validation_fraction must be in \[0, 1\)"):
+        classification.train_and_evaluate(smoke_config, str(tmp_path), show_progress=False)
