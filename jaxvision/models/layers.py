@@ -31,22 +31,15 @@ def _pads(size: int, window: int, stride: int, padding: int, ceil_mode: bool) ->
     return padding, high
 
 
-def _window_slices(padded, window: int, stride: int, out_h: int, out_w: int):
-    """The `window**2` strided views `[N, out_h, out_w, C]` of `padded`, in row-major window order."""
-    for i in range(window):
-        for j in range(window):
-            yield (i, j), padded[
-                :, i : i + (out_h - 1) * stride + 1 : stride, j : j + (out_w - 1) * stride + 1 : stride, :
-            ]
-
-
 def _argmax_pool(padded, window: int, stride: int):
-    """(max `[N, out_h, out_w, C]`, index of the first maximal window entry as int8)."""
+    """(max `[N, out_h, out_w, C]`, index of the first maximal entry in row-major window order, int8)."""
     index_dtype = jnp.int8 if window * window <= 127 else jnp.int32
     out_h = (padded.shape[1] - window) // stride + 1
     out_w = (padded.shape[2] - window) // stride + 1
     best, index = None, None
-    for position, (_, view) in enumerate(_window_slices(padded, window, stride, out_h, out_w)):
+    for position in range(window * window):
+        i, j = divmod(position, window)
+        view = padded[:, i : i + (out_h - 1) * stride + 1 : stride, j : j + (out_w - 1) * stride + 1 : stride, :]
         if best is None:
             best, index = view, jnp.zeros(view.shape, index_dtype)
             continue
@@ -347,7 +340,8 @@ def fully_connected(
 def batch_norm(train: bool, dtype: Any, name: str, *, epsilon: float = 1e-5, zero_init: bool = False):
     """BatchNorm with PyTorch's defaults (flax momentum 0.9 = PyTorch 0.1); statistics stay float32.
 
-    `zero_init=True` starts the scale at 0 (the last BN of a residual branch, Goyal et al. 2017).    """
+    `zero_init=True` starts the scale at 0 (the last BN of a residual branch, Goyal et al. 2017).
+    """
     return nn.BatchNorm(
         use_running_average=not train,
         momentum=0.9,

@@ -48,8 +48,8 @@ class LeNet5(nn.Module):
                 dtype=self.dtype,
                 name=f"conv{index}",
             )(x)
-            # Strided-slice max-pool: same values as nn.max_pool, and its gradient avoids XLA:CPU's
-            # slow select_and_scatter (see layers.MaxPool).
+            # layers.MaxPool: same values as nn.max_pool, PyTorch's gradient, and no XLA:CPU
+            # select_and_scatter (see layers.max_pool_padded).
             x = layers.MaxPool(2, 2, name=f"pool{index}")(nn.relu(x))
             features[f"conv{index}"] = x
         x = x.reshape((x.shape[0], -1))  # [N, h*w*c]

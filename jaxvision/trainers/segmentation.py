@@ -295,15 +295,15 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
 
     last_confusion = {}
 
+    def evaluate_keeping_confusion(experiment, state, *, split, use_ema=False, **kwargs):
+        """`evaluate`, keeping the raw weights' confusion matrix of each split for the per-class IoU."""
+        metrics, confusion = evaluate(experiment, state, split=split, use_ema=use_ema, return_confusion=True, **kwargs)
+        if not use_ema:
+            last_confusion[split] = confusion
+        return metrics
+
     def evaluate_state(state):
-        """The loop's evaluation; keeps the raw weights' confusion matrix for the per-class IoU."""
-        splits = {}
-        for split in loop.split_names(config):
-            splits[split], last_confusion[split] = evaluate(experiment, state, split=split, eval_fn=eval_fn,
-                                                            return_confusion=True)
-            if state.ema_params is not None:
-                splits[f"{split}_ema"] = evaluate(experiment, state, split=split, use_ema=True, eval_fn=eval_fn)
-        return splits
+        return loop.evaluate_splits(evaluate_keeping_confusion, experiment, state, eval_fn=eval_fn)
 
     outcome = loop.run_training(
         experiment, workdir, train_iterator=train_iterator, train_step=train_step, prepare_batch=prepare_batch,

@@ -19,7 +19,8 @@ def test_holdout_partitions_the_indices_reproducibly():
     assert validation.min() < 100 and validation.max() > 900
     assert len(holdout.holdout_indices(10, 0.01)[1]) == 1  # at least one example
     train_all, none = holdout.holdout_indices(7, 0.0)
-    np.testing.assert_array_equal(train_all, np.arange(7)) and none.size == 0
+    np.testing.assert_array_equal(train_all, np.arange(7))
+    assert none.size == 0
 
 
 @pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5])

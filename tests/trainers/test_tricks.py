@@ -159,7 +159,7 @@ def test_early_stopping_and_best_checkpoint_on_a_held_out_validation_split(smoke
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         splits = {json.loads(line).get("split") for line in f}
     assert {"validation", "test"} <= splits
-    # 400 of the 4,000 training digits are held out: the validation metrics count exactly them.
+    # 400 of the 4,000 training digits are held out, and training reads the other 3,600.
     experiment = classification.build_experiment(smoke_config)
     train_source, validation_source = classification.training_sources(smoke_config, experiment.spec)
     assert (len(train_source), len(validation_source)) == (3600, 400)
