@@ -9,7 +9,8 @@
     jaxvision prepare NAME [--data_dir=DIR]
 
 A config is a Python file with `get_config(arg=None)` returning a locked ConfigDict; NAME looks in
-`./experiments/NAME.py` and then the `experiments/` folder of the jaxvision checkout. Only the
+`./experiments/NAME.py`, then the jaxvision checkout's `experiments/`, then the copy of it that the
+wheel installs (so `jaxvision train` works after `pip install` from any folder). Only the
 config file you name is executed (as a script would be); checkpoints, prepared data and results are
 read as arrays and JSON, never unpickled.
 """
@@ -25,9 +26,14 @@ DEFAULT_CONFIG = "digits_lenet"
 
 
 def experiments_dirs() -> list[str]:
-    """Folders searched for config names: ./experiments, then the checkout's experiments/."""
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    candidates = [os.path.join(os.getcwd(), "experiments"), os.path.join(package_root, "experiments")]
+    """Folders searched for config names, first match wins: ./experiments, the checkout's
+    experiments/ (editable installs), then the copy a wheel installs as jaxvision/experiments."""
+    package_dir = os.path.dirname(os.path.abspath(__file__))
+    candidates = [
+        os.path.join(os.getcwd(), "experiments"),
+        os.path.join(os.path.dirname(package_dir), "experiments"),
+        os.path.join(package_dir, "experiments"),
+    ]
     unique = []
     for folder in candidates:
         if os.path.isdir(folder) and folder not in unique:
