@@ -105,6 +105,30 @@ def test_matmul_conv_equals_lax_conv_with_gradients(kernel, stride, padding, gro
     )
 
 
+@pytest.mark.parametrize("features,multiple,groups", [(6, 4, 1), (8, 4, 1), (5, 8, 1), (6, 4, 2)])
+def test_padded_features_conv_equals_lax_conv_with_gradients_under_jit(features, multiple, groups):
+    import flax.linen as nn
+    import jax
+
+    x = jnp.asarray(np.random.default_rng(6).normal(size=(2, 7, 6, 4)).astype(np.float32))
+    reference = nn.Conv(features, (3, 3), padding=1, feature_group_count=groups)
+    ours = reference.clone(conv_general_dilated=layers.padded_features_conv(multiple))
+    variables = reference.init(jax.random.key(0), x)
+
+    def loss(module, v, x):
+        return (jnp.tanh(module.apply(v, x)) * jnp.arange(features).reshape(1, 1, 1, -1)).sum()
+
+    out = jax.jit(ours.apply)(variables, x)
+    assert out.shape == (2, 7, 6, features)
+    np.testing.assert_allclose(out, reference.apply(variables, x), rtol=1e-5, atol=1e-5)
+    grads_ours = jax.jit(jax.grad(functools.partial(loss, ours), argnums=(0, 1)))(variables, x)
+    grads_reference = jax.grad(functools.partial(loss, reference), argnums=(0, 1))(variables, x)
+    assert grads_ours[0]["params"]["kernel"].shape == (3, 3, 4 // groups, features)
+    jax.tree.map(
+        functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-4), grads_ours, grads_reference
+    )
+
+
 @pytest.mark.parametrize("x_shape", [(5, 4), (2, 3, 4), (2, 3, 2, 4)])
 def test_flat_matmul_equals_matmul_with_gradients_under_jit_and_vmap(x_shape):
     import jax
