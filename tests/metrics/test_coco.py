@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from jaxvision.metrics import coco
+from jaxvision.metrics import coco, coco_masks
 
 pycocotools_coco = pytest.importorskip("pycocotools.coco")
 # pycocotools' mask.decode predates numpy 2's copy keyword.
@@ -265,14 +265,14 @@ def test_polygon_rasterizer_and_rle_match_pycocotools(seed):
             points[2] = points[1]  # a repeated vertex
         polygons = [points.ravel().tolist(), rng.uniform(0, max(height, width), size=8).tolist()][: 1 + trial % 2]
         expected = pycocotools_mask.decode(pycocotools_mask.merge(pycocotools_mask.frPyObjects(polygons, height, width)))
-        np.testing.assert_array_equal(coco.polygons_to_mask(polygons, height, width), expected.astype(bool))
+        np.testing.assert_array_equal(coco_masks.polygons_to_mask(polygons, height, width), expected.astype(bool))
         mask = rng.uniform(size=(height, width)) < rng.uniform()
         rle = pycocotools_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
-        assert coco.rle_encode(mask)["counts"] == rle["counts"].decode()
-        np.testing.assert_array_equal(coco.rle_decode(rle), mask)
+        assert coco_masks.rle_encode(mask)["counts"] == rle["counts"].decode()
+        np.testing.assert_array_equal(coco_masks.rle_decode(rle), mask)
     boxes = [[2.5, 3.0, 10.0, 4.0]]  # pycocotools reads 4-number "polygons" as boxes
     np.testing.assert_array_equal(
-        coco.polygons_to_mask(boxes, 12, 15),
+        coco_masks.polygons_to_mask(boxes, 12, 15),
         pycocotools_mask.decode(pycocotools_mask.frPyObjects(np.asarray(boxes), 12, 15))[..., 0].astype(bool),
     )
 
@@ -296,7 +296,7 @@ def random_segm_dataset(seed: int, *, with_bbox: bool):
             for _ in range(int(rng.integers(0, 4))):
                 points = random_polygon(rng, width, height)
                 crowd = rng.uniform() < 0.15
-                mask = coco.polygons_to_mask([points.ravel().tolist()], height, width)
+                mask = coco_masks.polygons_to_mask([points.ravel().tolist()], height, width)
                 if crowd:
                     flat = mask.T.reshape(-1)
                     edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
@@ -311,13 +311,13 @@ def random_segm_dataset(seed: int, *, with_bbox: bool):
                 })
                 for _ in range(int(rng.integers(0, 3)) + 2 * crowd):
                     jittered = points + rng.normal(0, 2.0, size=points.shape)
-                    detections.append((image_id, category_id, coco.polygons_to_mask([jittered.ravel().tolist()], height, width)))
+                    detections.append((image_id, category_id, coco_masks.polygons_to_mask([jittered.ravel().tolist()], height, width)))
             for _ in range(int(rng.integers(0, 3))):
-                false_mask = coco.polygons_to_mask([random_polygon(rng, width, height).ravel().tolist()], height, width)
+                false_mask = coco_masks.polygons_to_mask([random_polygon(rng, width, height).ravel().tolist()], height, width)
                 detections.append((image_id, category_id, false_mask))
     results = []
     for image_id, category_id, mask in detections:
-        result = {"image_id": image_id, "category_id": category_id, "segmentation": coco.rle_encode(mask),
+        result = {"image_id": image_id, "category_id": category_id, "segmentation": coco_masks.rle_encode(mask),
                   "score": float(rng.uniform())}
         if with_bbox:
             ys, xs = np.nonzero(mask)
@@ -341,7 +341,7 @@ def test_array_front_end_with_masks():
     det_masks = np.zeros((num_images, max_objects + 1, height, width), bool)
     for b in range(num_images):
         for n in range(max_objects):
-            gt_masks[b, n] = coco.polygons_to_mask([random_polygon(rng, width, height).ravel().tolist()], height, width)
+            gt_masks[b, n] = coco_masks.polygons_to_mask([random_polygon(rng, width, height).ravel().tolist()], height, width)
             det_masks[b, n] = gt_masks[b, n] ^ (rng.uniform(size=(height, width)) < 0.05)
         det_masks[b, -1, :5, :5] = True
     boxes = np.tile(np.array([0, 0, 10, 10], np.float32), (num_images, max_objects, 1))
@@ -355,7 +355,7 @@ def test_array_front_end_with_masks():
         [3, 4], np.concatenate([boxes, boxes[:, :1]], axis=1), rng.uniform(size=(2, 4)),
         np.concatenate([labels, labels[:, :1]], axis=1), np.ones((2, 4), bool), category_ids=[5, 6], masks=det_masks,
     )
-    np.testing.assert_array_equal(coco.rle_decode(detections[0]["segmentation"]), det_masks[0, 0])
+    np.testing.assert_array_equal(coco_masks.rle_decode(detections[0]["segmentation"]), det_masks[0, 0])
     got = ours(ground_truth, detections, "segm")
     np.testing.assert_allclose(got, pycocotools_stats(ground_truth, detections, "segm"), rtol=0, atol=1e-6)
     assert got[coco.METRIC_NAMES.index("AP50")] > 0.5
