@@ -323,11 +323,11 @@ def padded_features_conv(multiple: int):
     summation order) and gradients (the padding's gradient is a slice). Grouped convolutions pass
     through unpadded.
 
-    The reason is speed on CPU: XLA:CPU's convolution kernels are much faster when the output
-    features are a multiple of 32. LeNet-5's conv2 (14x14, 20 -> 50, 5x5, batch 128) took 71 ms
-    forward+backward with 50 outputs and 58 ms with 64 (the weight gradient 31 -> 22 ms), although
-    64 is 28% more arithmetic. Not a general rule: 20 -> 32 outputs made LeNet's conv1 slower (16.5
-    -> 23.2 ms), so models opt in per layer, where it was measured.
+    The reason is speed on CPU: XLA:CPU's convolution kernels run some output widths much faster
+    than others, so a wider padded one can win. LeNet-5's conv2 (14x14, 20 -> 50, 5x5, batch 128)
+    took 71 ms forward+backward with 50 outputs, 65 ms with 56, 58 ms with 64 (weight gradient
+    31 -> 22 ms) and 67 ms with 80, although 64 is 28% more arithmetic. Not a general rule: 20 -> 32
+    outputs made LeNet's conv1 slower (16.5 -> 23.2 ms), so models opt in per layer, where measured.
     """
 
     def conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
