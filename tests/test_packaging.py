@@ -2,6 +2,7 @@
 its default config from any folder, not only from inside a checkout."""
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,10 +14,19 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def installed_wheel(tmp_path_factory):
-    """(folder the built wheel was unpacked into as site-packages, the wheel's file names)."""
+    """(folder the built wheel was unpacked into as site-packages, the wheel's file names).
+
+    Built from a copy of the sources: setuptools writes `build/` and `*.egg-info` into the tree it
+    builds, and pytest-xdist workers (or the developer's own pip) must not race on the checkout's.
+    """
+    sources = tmp_path_factory.mktemp("sources") / "jaxvision"
+    shutil.copytree(
+        REPOSITORY, sources,
+        ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "workdirs", "bench_results", "__pycache__"),
+    )
     wheel_dir = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(wheel_dir), REPOSITORY],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(wheel_dir), str(sources)],
         check=True,
         cwd=wheel_dir,
     )

@@ -241,4 +241,4 @@ def restore_workdir(workdir: str, *, step: int | None = None, use_best: bool = F
 def evaluate_workdir(workdir: str, *, step: int | None = None, use_best: bool = False) -> dict[str, float]:
     """Evaluate a trained workdir's checkpoint (latest, best, or `step`) on the test split."""
     experiment, state, restored_step = restore_workdir(workdir, step=step, use_best=use_best)
-    return {"step": restored_step, **loop.evaluate_raw_and_ema(evaluate, experiment, state)}
+    return {"step": restored_step, **loop.flatten_splits(loop.evaluate_splits(evaluate, experiment, state))}

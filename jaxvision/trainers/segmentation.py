@@ -171,7 +171,7 @@ def _load_source(config, split: str):
     )
 
 
-def _training_sources(config, spec):
+def training_sources(config, spec):
     """(training source, held-out validation source or None): `config.dataset.validation_fraction`."""
     return holdout.split_source(_load_source(config, spec.train_split), loop.validation_fraction(config))
 
@@ -181,7 +181,7 @@ def build_experiment(config) -> Experiment:
     _validate_config(config)
     spec = seg_data.get_segmentation_spec(config.dataset.name)
     return loop.build_experiment(
-        config, spec=spec, create_model=create_segmentation_model, train_size=len(_training_sources(config, spec)[0]),
+        config, spec=spec, create_model=create_segmentation_model, train_size=len(training_sources(config, spec)[0]),
         mean=np.asarray(spec.mean, np.float32), std=np.asarray(spec.std, np.float32),
     )
 
@@ -192,7 +192,7 @@ def _eval_iterator(experiment: Experiment, max_examples: int | None = None, spli
     batch_size = -(-config.eval_batch_size // experiment.mesh.size) * experiment.mesh.size
     source = loop.evaluation_source(
         split, load_test=lambda: _load_source(config, experiment.spec.test_split),
-        load_training=lambda: _training_sources(config, experiment.spec),
+        load_training=lambda: training_sources(config, experiment.spec),
     )
     return seg_data.make_eval_iterator(
         source, global_batch_size=batch_size, mean=experiment.mean,
@@ -282,7 +282,7 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
     experiment = build_experiment(config)
     spec = experiment.spec
     train_iterator = seg_data.make_train_iterator(
-        _training_sources(config, spec)[0], global_batch_size=config.batch_size, num_steps=experiment.num_steps,
+        training_sources(config, spec)[0], global_batch_size=config.batch_size, num_steps=experiment.num_steps,
         seed=config.seed, mean=experiment.mean, std=experiment.std, process_index=jax.process_index(),
         process_count=jax.process_count(), worker_count=config.dataset.worker_count,
     )
@@ -324,4 +324,4 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
 def evaluate_workdir(workdir: str, *, step: int | None = None, use_best: bool = False) -> dict[str, float]:
     """Evaluate a trained workdir's checkpoint (latest, best, or `step`) on the test split."""
     experiment, state, restored_step = loop.restore_workdir(workdir, build_experiment, step=step, use_best=use_best)
-    return {"step": restored_step, **loop.evaluate_raw_and_ema(evaluate, experiment, state)}
+    return {"step": restored_step, **loop.flatten_splits(loop.evaluate_splits(evaluate, experiment, state))}

@@ -195,11 +195,6 @@ def flatten_splits(splits: dict[str, dict[str, float]]) -> dict[str, float]:
     return {f"{split}_{name}": value for split, metrics in splits.items() for name, value in metrics.items()}
 
 
-def evaluate_raw_and_ema(evaluate, experiment, state) -> dict[str, float]:
-    """`{"test_*": ..., "test_ema_*": ...}` (and "validation_*" when held out): `evaluate_splits`, flattened."""
-    return flatten_splits(evaluate_splits(evaluate, experiment, state))
-
-
 @dataclasses.dataclass
 class Experiment:
     """Everything a trainer builds before the loop; also what `restore_workdir` returns."""

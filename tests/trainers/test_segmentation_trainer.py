@@ -184,5 +184,5 @@ def test_held_out_validation_split_is_evaluated_and_selects_the_best_checkpoint(
     assert results["best_checkpoint_step"] in (4, 8)
     config = loop.read_workdir_config(workdir)
     spec = segmentation.seg_data.get_segmentation_spec(config.dataset.name)
-    train_source, validation_source = segmentation._training_sources(config, spec)
+    train_source, validation_source = segmentation.training_sources(config, spec)
     assert (len(train_source), len(validation_source)) == (3800, 200)
