@@ -4,8 +4,9 @@ networks in PyTorch, interleaved in one process.
     python experiments/bench_models.py --out=bench_results/models [--quick]
 
 CPU (default; this machine: 2 cores, PyTorch 2.13 CPU): float32, batch 8 (`--batch`), 224x224.
-Contenders per network, with the same weights (jaxvision's converted to torchvision's layout by
-`torch_reference_models.jax_to_torch_state_dict`, logits checked to agree before timing):
+Contenders per network: jaxvision's model and torchvision's, with the same weights (jaxvision's
+converted by `jaxvision.models.torchvision_weights.to_torchvision` and loaded strictly; logits
+checked to agree before timing):
   - jaxvision forward: `jax.jit(model.apply)` in eval mode;
   - torch forward: `model.eval()` under `torch.inference_mode()`;
   - jaxvision train step: softmax cross-entropy, SGD momentum 0.9 (optax), BatchNorm in train
@@ -14,8 +15,7 @@ Contenders per network, with the same weights (jaxvision's converted to torchvis
 Parameter counts of the two implementations are checked equal.
 
 GPU (when both jax and torch see one): bfloat16 compute, batch 256; torch runs channels_last
-under `torch.autocast(bfloat16)` and `torch.compile`, with timm's / torchvision's own models
-when importable (else the reference models here). Not run on this machine (no GPU).
+under `torch.autocast(bfloat16)` and `torch.compile`. Not run on this machine (no GPU).
 
 Protocol (shared/PERF.md): inputs built once; every contender compiled and warmed up first
 (compile time reported apart); then A B A B ... for `--reps` repetitions (>= 7 on CPU, >= 20 on
@@ -46,15 +46,13 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import torch_reference_models  # noqa: E402
+from torchvision_import import torchvision_models  # noqa: E402
 
 import jaxvision.models as models  # noqa: E402
+from jaxvision.models import torchvision_weights  # noqa: E402
 from jaxvision.models.summary import count_params  # noqa: E402
 
-NETWORKS = {
-    "resnet50": (torch_reference_models.ResNet50, False),
-    "vit_b_16": (torch_reference_models.ViTB16, True),
-}
+NETWORKS = ("resnet50", "vit_b_16")
 
 
 def on_gpu() -> bool:
@@ -142,17 +140,12 @@ def make_jax_contenders(name, variables, images, labels, dtype):
 # ---------------------------------------------------------------------------------------- torch
 
 
-def make_torch_module(name, gpu):
-    """timm/torchvision's own model on GPU when importable, else the reference model."""
-    cls, _ = NETWORKS[name]
-    if gpu:
-        try:
-            import torchvision
-
-            return getattr(torchvision.models, name)(num_classes=1000), True
-        except ImportError:
-            pass
-    return cls(1000), False
+def make_torch_module(name, variables):
+    """torchvision's model holding jaxvision's weights."""
+    module = getattr(torchvision_models(), name)(num_classes=1000)
+    state_dict = torchvision_weights.to_torchvision(name, variables)
+    module.load_state_dict({key: torch.from_numpy(value) for key, value in state_dict.items()}, strict=True)
+    return module
 
 
 def make_torch_contenders(module, images, labels, gpu):
@@ -222,13 +215,8 @@ def bench_network(name, batch, reps, gpu, roofline):
             **head,
             "kernel": 0.02 * jax.random.normal(jax.random.key(1), head["kernel"].shape),
         }
-    _, is_vit = NETWORKS[name]
-    state_dict = torch_reference_models.jax_to_torch_state_dict(variables, vit=is_vit)
-
+    torch_module = make_torch_module(name, variables)
     jax_fwd, jax_train, jax_compile, forward_compiled = make_jax_contenders(name, variables, images, labels, dtype)
-    torch_module, foreign = make_torch_module(name, gpu)
-    if not foreign:
-        torch_module.load_state_dict(state_dict, strict=False)
     jax_count = count_params(variables["params"])
     torch_count = sum(p.numel() for p in torch_module.parameters())
     if jax_count != torch_count:

@@ -1,5 +1,6 @@
 """Shared layers: pooling against PyTorch's (ceil_mode, padding, adaptive bins, gradients), the
-matmul form of 1x1/patch convolutions against lax, and the torchvision parameter layout."""
+matmul form of 1x1/patch convolutions against lax (the torchvision parameter layout is tested
+with the converter, in test_torchvision_weights.py)."""
 
 import functools
 
@@ -43,28 +44,6 @@ def test_adaptive_avg_pool_matches_torch(size, out):
     ours = layers.AdaptiveAvgPool(out).apply({}, jnp.asarray(x))
     theirs = torch.nn.functional.adaptive_avg_pool2d(_to_torch(x), out)
     np.testing.assert_allclose(np.asarray(ours), _from_torch(theirs), rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("name", ["resnet50", "vit_b_16"])
-def test_parameters_map_one_to_one_onto_torchvision_layout(name):
-    """Every torchvision parameter/buffer has exactly one jaxvision counterpart of the same size."""
-    import os
-    import sys
-
-    import jax
-
-    import jaxvision.models as models
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "experiments"))
-    import torch_reference_models
-
-    model = models.create_model(name, num_classes=1000)
-    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False))
-    zeros = jax.tree.map(lambda leaf: np.zeros(leaf.shape, np.float32), abstract)
-    converted = torch_reference_models.jax_to_torch_state_dict(zeros, vit=name.startswith("vit"))
-    reference = torch_reference_models.ResNet50() if name == "resnet50" else torch_reference_models.ViTB16()
-    expected = {k: tuple(v.shape) for k, v in reference.state_dict().items() if "num_batches_tracked" not in k}
-    assert {k: tuple(v.shape) for k, v in converted.items()} == expected
 
 
 def test_max_pool_gradient_matches_torch_without_ties():
