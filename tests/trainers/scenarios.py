@@ -48,7 +48,6 @@ def data_parallel(out_path: str):
     """Train a BatchNorm + dropout net 5 steps on a 1-device and an 8-device mesh."""
     import flax.linen as nn
     import jax
-    import jax.numpy as jnp
     import numpy as np
     import optax
 
