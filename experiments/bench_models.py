@@ -151,7 +151,7 @@ def make_torch_module(name, variables):
 def make_torch_contenders(module, images, labels, gpu):
     device = "cuda" if gpu else "cpu"
     module = module.to(device)
-    x = torch.from_numpy(np.asarray(images, dtype=np.float32)).permute(0, 3, 1, 2).contiguous().to(device)
+    x = torch.from_numpy(np.array(images, dtype=np.float32)).permute(0, 3, 1, 2).contiguous().to(device)
     y = torch.from_numpy(np.asarray(labels)).long().to(device)
     if gpu:
         module = module.to(memory_format=torch.channels_last)
@@ -191,7 +191,7 @@ def check_agreement(forward_compiled, variables, images, torch_module) -> float:
     jax_logits = np.asarray(forward_compiled(variables, images))
     torch_module.eval()
     with torch.inference_mode():
-        x = torch.from_numpy(np.asarray(images, dtype=np.float32)).permute(0, 3, 1, 2).contiguous()
+        x = torch.from_numpy(np.array(images, dtype=np.float32)).permute(0, 3, 1, 2).contiguous()
         torch_logits = torch_module(x).numpy()
     return float(np.abs(jax_logits - torch_logits).max() / (np.abs(torch_logits).max() + 1e-12))
 

@@ -9,6 +9,17 @@ from nbclient import NotebookClient
 
 COLAB = os.path.join(os.path.dirname(__file__), "..", "..", "colab")
 NOTEBOOKS = sorted(name[:-3] for name in os.listdir(COLAB) if name.endswith(".py"))
+# What each notebook prints when its SMOKE run got through.
+TRAINING_RUN = ("devices:", "test_accuracy", "resumed at step 8")
+EXPECTED_OUTPUTS = {
+    "01_train_classifier": TRAINING_RUN,
+    "02_segmentation": TRAINING_RUN,
+    "03_pretrained_classifier": ("devices:", "saved ", "photo 0 top-5: class", "photo 1 top-5: class", "logits shape (2, 1000)"),
+}
+
+
+def test_every_notebook_has_expected_outputs():
+    assert sorted(EXPECTED_OUTPUTS) == NOTEBOOKS
 
 
 def with_parameters(notebook, **values):
@@ -40,4 +51,5 @@ def test_notebook_runs_in_smoke_mode(name, tmp_path):
     outputs = "".join(
         output.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
     )
-    assert "devices:" in outputs and "test_accuracy" in outputs and "resumed at step 8" in outputs
+    for expected in EXPECTED_OUTPUTS[name]:
+        assert expected in outputs, f"{name}: {expected!r} not printed"
