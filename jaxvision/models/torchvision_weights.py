@@ -19,6 +19,8 @@ random torchvision models through these functions and compare logits.
     variables = from_torchvision("resnet50", {k: v.numpy() for k, v in state_dict.items()})
     # or from a file, without torch for .safetensors: load_torchvision_weights("resnet50", path)
     logits, _ = create_model("resnet50", num_classes=1000).apply(variables, images, train=False)
+    # fine-tuning on 10 classes: everything but the classifier, which is freshly initialised
+    variables = from_torchvision("resnet50", state_dict, num_classes=10, new_classifier_key=jax.random.key(0))
 
 Inputs for torchvision's ImageNet weights: RGB in [0, 1], normalised with mean (0.485, 0.456, 0.406)
 and std (0.229, 0.224, 0.225), here NHWC. GoogLeNet's ported weights were trained behind
@@ -60,6 +62,11 @@ _ALEXNET_MODULES = {
     "conv5": "features.10", "fc6": "classifier.1", "fc7": "classifier.4", "fc8": "classifier.6",
 }  # fmt: skip
 _VGG_HEAD = {"fc6": "classifier.0", "fc7": "classifier.3", "fc8": "classifier.6"}
+# The layers with num_classes outputs, by family.
+_CLASSIFIERS = {
+    "alexnet": ("fc8",), "vgg": ("fc8",), "googlenet": ("fc", "aux1/fc2", "aux2/fc2"), "resnet": ("fc",),
+    "densenet": ("classifier",), "vit": ("head",),
+}  # fmt: skip
 _VIT_MODULES = {
     "mlp_fc1": "mlp.0", "mlp_fc2": "mlp.3", "head": "heads.head", "encoder_ln": "encoder.ln",
     "pos_embedding": "encoder.pos_embedding",
@@ -185,28 +192,61 @@ def _to_torch_layout(array: np.ndarray, path: tuple[str, ...], side: int | None)
     return array.T
 
 
-def _num_classes(family: str, state_dict: Mapping[str, Any]) -> int:
+def _checkpoint_classes(family: str, state_dict: Mapping[str, Any]) -> int | None:
+    """The size of the checkpoint's classifier, None if it has none."""
     head = {"alexnet": "classifier.6", "vgg": "classifier.6", "densenet": "classifier", "vit": "heads.head"}
     key = head.get(family, "fc") + ".bias"
-    if key not in state_dict:
-        raise ValueError(f"state_dict has no classifier bias {key!r}; pass num_classes= explicitly")
-    return int(np.shape(state_dict[key])[0])
+    return int(np.shape(state_dict[key])[0]) if key in state_dict else None
+
+
+def _is_classifier(family: str, path: tuple[str, ...]) -> bool:
+    """Whether the leaf at `(collection, *path)` belongs to a layer with `num_classes` outputs."""
+    return "/".join(path[1:-1]) in _CLASSIFIERS[family]
+
+
+def _model_and_input(model_name: str, model_kwargs: dict[str, Any]):
+    model = models.create_model(model_name, **model_kwargs)
+    size = getattr(model, "image_size", 224)
+    return model, jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
 
 
 def _template(model_name: str, model_kwargs: dict[str, Any]) -> dict[str, Any]:
-    model = models.create_model(model_name, **model_kwargs)
-    size = getattr(model, "image_size", 224)
-    images = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    model, images = _model_and_input(model_name, model_kwargs)
     return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), images)
 
 
-def from_torchvision(model_name: str, state_dict: Mapping[str, Any], **model_kwargs) -> dict[str, Any]:
+def _initialised_classifier(model_name: str, model_kwargs: dict[str, Any], key) -> dict[tuple[str, ...], np.ndarray]:
+    """The classifier leaves of `model.init(key, images)`: the model's own initialiser, as from scratch.
+
+    flax derives each module's key from `key` and the module's name, not from the input, and every
+    family but ViT pools adaptively before its head, so a 64x64 input gives the same classifier as
+    224x224 at a fraction of the compile and compute (ViT's input must match its `image_size`).
+    """
+    model, images = _model_and_input(model_name, model_kwargs)
+    size = images.shape[1] if _family(model_name) == "vit" else 64
+    family = _family(model_name)
+
+    def classifier(images):  # returning only these lets XLA drop the rest of init before compiling it
+        flat = traverse_util.flatten_dict(model.init(key, images, train=False))
+        return {"/".join(path): leaf for path, leaf in flat.items() if _is_classifier(family, path)}
+
+    leaves = jax.jit(classifier)(jnp.zeros((1, size, size, 3), jnp.float32))
+    return {tuple(path.split("/")): np.asarray(leaf) for path, leaf in leaves.items()}
+
+
+def from_torchvision(
+    model_name: str, state_dict: Mapping[str, Any], *, new_classifier_key=None, **model_kwargs
+) -> dict[str, Any]:
     """jaxvision variables from a torchvision `state_dict`.
 
     Args:
       model_name: a name in `TORCHVISION_MODELS`; the jaxvision model it loads into.
       state_dict: torchvision `state_dict` keys -> arrays (numpy arrays, or anything `np.asarray`
         converts: CPU torch tensors included).
+      new_classifier_key: for fine-tuning on other classes (timm's `pretrained=True, num_classes=N`):
+        a PRNG key. The classifier (fc / fc8 / classifier / head, and GoogLeNet's auxiliary fc2)
+        then comes from the model's own initialiser with this key, and the checkpoint's classifier
+        is ignored; everything else is loaded. Needed when `num_classes` differs from the checkpoint's.
       **model_kwargs: passed to `create_model` to build the target's shapes; `num_classes` defaults to
         the size of the checkpoint's classifier (1000 for ImageNet weights). Kwargs must keep the
         torchvision architecture (e.g. a ViT's `image_size`, `depth`).
@@ -221,14 +261,30 @@ def from_torchvision(model_name: str, state_dict: Mapping[str, Any], **model_kwa
     """
     family = _family(model_name)
     model_kwargs = dict(model_kwargs)
-    model_kwargs.setdefault("num_classes", _num_classes(family, state_dict))
+    checkpoint_classes = _checkpoint_classes(family, state_dict)
+    model_kwargs.setdefault("num_classes", checkpoint_classes)
+    if model_kwargs["num_classes"] is None:
+        raise ValueError("state_dict has no classifier to read num_classes from; pass num_classes=")
+    if new_classifier_key is None and checkpoint_classes not in (None, model_kwargs["num_classes"]):
+        raise ValueError(
+            f"the checkpoint's classifier has {checkpoint_classes} classes, not "
+            f"num_classes={model_kwargs['num_classes']}: pass new_classifier_key=jax.random.key(...) to "
+            "initialise a new classifier (fine-tuning)"
+        )
     template = _template(model_name, model_kwargs)
     names = torchvision_names(model_name, template)
+    classifier = {}
+    if new_classifier_key is not None:
+        classifier = _initialised_classifier(model_name, model_kwargs, new_classifier_key)
+        ignored = tuple(names[path].rsplit(".", 1)[0] + "." for path in classifier)
+        names = {path: key for path, key in names.items() if path not in classifier}
+    else:
+        ignored = ()
     wanted = set(names.values())
     optional = _OPTIONAL_PREFIXES.get(family, ()) if model_name != "googlenet_aux" else ()
     unexpected = sorted(
         key for key in state_dict
-        if key not in wanted and not key.endswith("num_batches_tracked") and not key.startswith(optional)
+        if key not in wanted and not key.endswith("num_batches_tracked") and not key.startswith(optional + ignored)
     )  # fmt: skip
     missing = sorted(wanted - set(state_dict))
     if missing or unexpected:
@@ -248,7 +304,7 @@ def from_torchvision(model_name: str, state_dict: Mapping[str, Any], **model_kwa
                 f"{key}: converted shape {array.shape} does not fit jaxvision {'/'.join(path)} {expected}"
             )
         converted[path] = array
-    return traverse_util.unflatten_dict(converted)
+    return traverse_util.unflatten_dict({**converted, **classifier})
 
 
 def to_torchvision(model_name: str, variables: Mapping[str, Any]) -> dict[str, np.ndarray]:

@@ -162,6 +162,40 @@ def test_mismatched_checkpoints_name_what_is_wrong():
     headless = {key: value for key, value in state_dict.items() if not key.startswith("fc.")}
     with pytest.raises(ValueError, match="pass num_classes"):
         torchvision_weights.from_torchvision("resnet18", headless)
+    with pytest.raises(ValueError, match="has 10 classes, not num_classes=3: pass new_classifier_key"):
+        torchvision_weights.from_torchvision("resnet18", state_dict, num_classes=3)
+
+
+@pytest.mark.parametrize("name,classifiers", [
+    ("resnet18", {"fc": "fc."}),
+    ("googlenet_aux", {"fc": "fc.", "aux1/fc2": "aux1.fc2.", "aux2/fc2": "aux2.fc2."}),
+])  # fmt: skip
+def test_new_classifier_key_loads_all_but_a_freshly_initialised_classifier(tv_models, name, classifiers):
+    state_dict = _randomized_state_dict(_torchvision_model(tv_models, name, num_classes=7), seed=5)
+    key = jax.random.key(6)
+    variables = torchvision_weights.from_torchvision(name, state_dict, num_classes=3, new_classifier_key=key)
+
+    model = models.create_model(name, num_classes=3)
+    # 96x96, not the 64x64 from_torchvision initialises at: the classifier must not depend on it.
+    fresh = jax.jit(lambda x: model.init(key, x, train=False))(jnp.zeros((1, 96, 96, 3)))
+    ours, theirs = traverse_util.flatten_dict(variables["params"]), traverse_util.flatten_dict(fresh["params"])
+    for module in classifiers:
+        path = tuple(module.split("/"))
+        assert ours[path + ("kernel",)].shape[-1] == 3
+        for leaf in ("kernel", "bias"):
+            np.testing.assert_array_equal(ours[path + (leaf,)], theirs[path + (leaf,)])
+        assert np.abs(ours[path + ("kernel",)]).sum() > 0  # the initialiser's numbers, not a zero stand-in
+    # Everything else is the checkpoint's.
+    prefixes = tuple(classifiers.values())
+    back = torchvision_weights.to_torchvision(name, variables)
+    for torch_key, value in state_dict.items():
+        if not torch_key.startswith(prefixes) and not torch_key.endswith("num_batches_tracked"):
+            np.testing.assert_array_equal(back[torch_key], value, err_msg=torch_key)
+    # A headless checkpoint (a feature extractor) loads the same way.
+    headless = {k: v for k, v in state_dict.items() if not k.startswith(prefixes)}
+    again = torchvision_weights.from_torchvision(name, headless, num_classes=3, new_classifier_key=key)
+    for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(variables), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_weights_files_load_without_running_code(tmp_path):
