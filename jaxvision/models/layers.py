@@ -328,7 +328,10 @@ def padded_features_conv(multiple: int):
     took 71 ms forward+backward with 50 outputs, 65 ms with 56, 58 ms with 64 (weight gradient
     31 -> 22 ms) and 67 ms with 80, although 64 is 28% more arithmetic. Not a general rule: 20 -> 32
     outputs made LeNet's conv1 slower (16.5 -> 23.2 ms), so models opt in per layer, where measured.
+    `multiple=1` is `lax.conv_general_dilated` itself.
     """
+    if multiple == 1:
+        return lax.conv_general_dilated
 
     def conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
              dimension_numbers=None, feature_group_count=1, precision=None):
