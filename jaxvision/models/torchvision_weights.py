@@ -160,42 +160,28 @@ def torchvision_names(model_name: str, variables: Mapping[str, Any]) -> dict[tup
     return {path: _torch_key(family, path[0], path[1:], table) for path in flat}
 
 
-def _flattened_side(family: str, path: tuple[str, ...]) -> int | None:
-    if path[0] != "params" or path[-1] != "kernel":
-        return None
-    return _FLATTENED_INPUTS.get(family, {}).get(tuple(path[1:-1]))
-
-
-def _to_jax_layout(array: np.ndarray, path: tuple[str, ...], side: int | None) -> np.ndarray:
+def _change_layout(family: str, path: tuple[str, ...], array: np.ndarray, *, to_jax: bool) -> np.ndarray:
+    """One leaf from torch's layout to jaxvision's (`to_jax`) or back; only kernels change."""
     if path[-1] != "kernel":
         return array
-    if array.ndim == 4:
-        return array.transpose(2, 3, 1, 0)  # [out, in, kh, kw] -> [kh, kw, in, out]
-    if side is not None:
-        out_features, in_features = array.shape
-        channels = in_features // (side * side)
-        # [out, c*h*w] -> [h*w*c, out]
-        return array.reshape(out_features, channels, side, side).transpose(2, 3, 1, 0).reshape(in_features, out_features)
-    return array.T
-
-
-def _to_torch_layout(array: np.ndarray, path: tuple[str, ...], side: int | None) -> np.ndarray:
-    if path[-1] != "kernel":
-        return array
-    if array.ndim == 4:
-        return array.transpose(3, 2, 0, 1)  # [kh, kw, in, out] -> [out, in, kh, kw]
-    if side is not None:
-        in_features, out_features = array.shape
-        channels = in_features // (side * side)
-        # [h*w*c, out] -> [out, c*h*w]
-        return array.reshape(side, side, channels, out_features).transpose(3, 2, 0, 1).reshape(out_features, in_features)
-    return array.T
+    if array.ndim == 4:  # convolution: torch [out, in, kh, kw], jaxvision [kh, kw, in, out]
+        return array.transpose((2, 3, 1, 0) if to_jax else (3, 2, 0, 1))
+    side = _FLATTENED_INPUTS.get(family, {}).get(tuple(path[1:-1]))
+    if side is None:  # linear: torch [out, in], jaxvision [in, out]
+        return array.T
+    # A linear layer reading a flattened side x side map: its input axis is (c, h, w) in torch
+    # and (h, w, c) in jaxvision.
+    if to_jax:
+        out_features = array.shape[0]
+        return array.reshape(out_features, -1, side, side).transpose(2, 3, 1, 0).reshape(-1, out_features)
+    out_features = array.shape[1]
+    return array.reshape(side, side, -1, out_features).transpose(3, 2, 0, 1).reshape(out_features, -1)
 
 
 def _checkpoint_classes(family: str, state_dict: Mapping[str, Any]) -> int | None:
     """The size of the checkpoint's classifier, None if it has none."""
-    head = {"alexnet": "classifier.6", "vgg": "classifier.6", "densenet": "classifier", "vit": "heads.head"}
-    key = head.get(family, "fc") + ".bias"
+    table = _ALEXNET_MODULES if family == "alexnet" else _VGG_HEAD  # the tables only alexnet/vgg read
+    key = _torch_module(family, (_CLASSIFIERS[family][0],), table) + ".bias"
     return int(np.shape(state_dict[key])[0]) if key in state_dict else None
 
 
@@ -297,7 +283,7 @@ def from_torchvision(
     converted = {}
     for path, key in names.items():
         array = np.asarray(state_dict[key], dtype=np.float32)
-        array = _to_jax_layout(array, path, _flattened_side(family, path))
+        array = _change_layout(family, path, array, to_jax=True)
         expected = flat_template[path].shape
         if array.shape != expected:
             raise ValueError(
@@ -317,7 +303,7 @@ def to_torchvision(model_name: str, variables: Mapping[str, Any]) -> dict[str, n
     for path, key in torchvision_names(model_name, variables).items():
         array = np.asarray(jax.device_get(flat[path]), dtype=np.float32)
         # A writable C-ordered copy: torch.from_numpy shares the memory and wants to own a writable buffer.
-        state_dict[key] = np.array(_to_torch_layout(array, path, _flattened_side(family, path)), order="C")
+        state_dict[key] = np.array(_change_layout(family, path, array, to_jax=False), order="C")
         if key.endswith(".running_mean"):
             state_dict[key[: -len("running_mean")] + "num_batches_tracked"] = np.zeros((), np.int64)
     return state_dict
