@@ -3,8 +3,14 @@
     python experiments/bench_train_step.py --out=bench_results/train_step [--quick] [--skip-default-job]
 
 Contenders (float32, batch 128, SGD with momentum 0.9, softmax cross-entropy, train mode):
-  - jaxvision: `make_train_step(config)` jitted with the state donated (the library's real step);
-  - torch: the same architecture written below in PyTorch 2.13 (CPU), `zero_grad/backward/step`.
+  - jaxvision, 1 device: `make_train_step(config)` jitted with the state donated (the library's
+    real step) on JAX's default single CPU device, which runs convolutions and dots on every core
+    but XLA:CPU's elementwise fusions on one;
+  - jaxvision, one device per core: the same step, the batch split over one CPU device per core on
+    a 1-D `NamedSharding` mesh (what `jaxvision train` does on a CPU-only machine by default,
+    `jaxvision.training.cpu_devices`);
+  - torch: the same architecture written below in PyTorch 2.13 (CPU), `zero_grad/backward/step`,
+    one OpenMP thread per core.
 Networks: LeNet-5 (table variant, 20/50 filters, FC 500) on 28x28x1 and ResNet-18 with a CIFAR stem
 on 32x32x3. Parameter counts are checked equal before timing.
 
@@ -28,6 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvision.training import cpu_devices
+from jaxvision.training.dispatch import DispatchWindow
+
 BATCH_SIZE = 128
 
 
@@ -49,10 +58,11 @@ def _timed(function) -> float:
 # ------------------------------------------------------------------------------------ jaxvision
 
 
-def make_jax_contender(model_name: str, image_shape):
+def make_jax_contender(model_name: str, image_shape, num_devices: int):
+    """The library's train step on a mesh of the first `num_devices` CPU devices."""
     from jaxvision import models
     from jaxvision.trainers.classification import make_train_step
-    from jaxvision.training import optimizers
+    from jaxvision.training import optimizers, sharding
     from jaxvision.training.config import classification_config
     from jaxvision.training.state import create_train_state, parameter_count
 
@@ -64,12 +74,13 @@ def make_jax_contender(model_name: str, image_shape):
     model = models.create_model(model_name, num_classes=10)
     tx = optimizers.make_optimizer(config, optimizers.make_learning_rate_schedule(
         config, steps_per_epoch=100, num_steps=1000, global_batch_size=BATCH_SIZE))
-    state = create_train_state(jax.random.key(0), model, tx, image_shape)
+    mesh = sharding.make_mesh(num_devices)
+    state = sharding.replicate(create_train_state(jax.random.key(0), model, tx, image_shape), mesh)
     rng = np.random.default_rng(0)
-    batch = {
-        "image": jnp.asarray(rng.normal(size=(BATCH_SIZE, *image_shape)).astype(np.float32)),
-        "label": jnp.asarray(rng.integers(0, 10, BATCH_SIZE).astype(np.int32)),
-    }
+    batch = sharding.shard_batch({
+        "image": rng.normal(size=(BATCH_SIZE, *image_shape)).astype(np.float32),
+        "label": rng.integers(0, 10, BATCH_SIZE).astype(np.int32),
+    }, mesh)
     key = jax.random.key(1)
     step = jax.jit(make_train_step(config), donate_argnums=0)
     start = time.perf_counter()
@@ -81,9 +92,10 @@ def make_jax_contender(model_name: str, image_shape):
     holder = {"state": state}
 
     def run(num_steps: int):
-        current = holder["state"]
+        current, window = holder["state"], DispatchWindow()  # as the library's loop dispatches
         for _ in range(num_steps):
             current, metrics = compiled(current, batch, key)
+            window.admit(metrics)
         jax.block_until_ready((current, metrics))
         holder["state"] = current
 
@@ -172,29 +184,55 @@ def make_torch_contender(model_name: str, image_shape):
 
 
 def benchmark_network(model_name, image_shape, *, repetitions, steps, roofline):
-    jax_run, jax_compile, jax_params, step_flops = make_jax_contender(model_name, image_shape)
-    torch_run, torch_warmup, torch_params = make_torch_contender(model_name, image_shape)
+    runs, result = {}, {"model": model_name, "image_shape": list(image_shape), "batch_size": BATCH_SIZE}
+    step_flops = None
+    for name, num_devices in JAX_CONTENDERS.items():
+        runs[name], result[f"{name}_compile_seconds"], jax_params, flops = make_jax_contender(
+            model_name, image_shape, num_devices)
+        step_flops = step_flops or flops  # the 1-device module's count: the whole batch's work
+        runs[name](2)
+    runs["torch"], result["torch_warmup_seconds"], torch_params = make_torch_contender(model_name, image_shape)
     if jax_params != torch_params:
         raise RuntimeError(f"{model_name}: parameter counts differ: jaxvision {jax_params}, torch {torch_params}")
-    jax_run(2)
-    times = {"jaxvision": [], "torch": []}
-    for _ in range(repetitions):  # interleaved: A B A B ...
-        times["jaxvision"].append(_timed(lambda: jax_run(steps)) / steps)
-        times["torch"].append(_timed(lambda: torch_run(steps)) / steps)
-    result = {"model": model_name, "image_shape": list(image_shape), "batch_size": BATCH_SIZE,
-              "parameters": jax_params, "step_gflop": step_flops / 1e9,
-              "jaxvision_compile_seconds": jax_compile, "torch_warmup_seconds": torch_warmup}
+    result.update(parameters=jax_params, step_gflop=step_flops / 1e9, num_devices=JAX_CONTENDERS)
+    times = {name: [] for name in runs}
+    for _ in range(repetitions):  # interleaved: A B C A B C ...
+        for name, run in runs.items():
+            times[name].append(_timed(lambda: run(steps)) / steps)
     for name, values in times.items():
         values = np.asarray(values)
         result[f"{name}_images_per_second_median"] = BATCH_SIZE / float(np.median(values))
         result[f"{name}_images_per_second_min"] = BATCH_SIZE / float(values.max())
         result[f"{name}_images_per_second_max"] = BATCH_SIZE / float(values.min())
-    result["ratio_jaxvision_over_torch"] = (
-        result["jaxvision_images_per_second_median"] / result["torch_images_per_second_median"]
-    )
-    achieved = step_flops / float(np.median(times["jaxvision"]))
-    result["jaxvision_limit_ratio"] = achieved / roofline if step_flops else None
+    for name in JAX_CONTENDERS:
+        result[f"ratio_{name}_over_torch"] = (
+            result[f"{name}_images_per_second_median"] / result["torch_images_per_second_median"]
+        )
+        achieved = step_flops / float(np.median(times[name]))
+        result[f"{name}_limit_ratio"] = achieved / roofline if step_flops else None
     return result
+
+
+def markdown(rows) -> str:
+    def images_per_second(row, name):
+        return (f"{row[f'{name}_images_per_second_median']:,.0f} ({row[f'{name}_images_per_second_min']:,.0f}-"
+                f"{row[f'{name}_images_per_second_max']:,.0f})")
+
+    per_core = JAX_CONTENDERS["jaxvision_per_core"]
+    lines = [
+        f"\n| network | params | jaxvision 1 device img/s | jaxvision {per_core} devices img/s | torch img/s "
+        "| ratio 1 device | ratio per core | limit ratio 1 / per core | compile s 1 / per core |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['model']} | {row['parameters']:,} | {images_per_second(row, 'jaxvision_1_device')} "
+            f"| {images_per_second(row, 'jaxvision_per_core')} | {images_per_second(row, 'torch')} "
+            f"| {row['ratio_jaxvision_1_device_over_torch']:.2f}x | **{row['ratio_jaxvision_per_core_over_torch']:.2f}x** "
+            f"| {row['jaxvision_1_device_limit_ratio']:.2f} / {row['jaxvision_per_core_limit_ratio']:.2f} "
+            f"| {row['jaxvision_1_device_compile_seconds']:.1f} / {row['jaxvision_per_core_compile_seconds']:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def default_job(workdir: str) -> dict:
@@ -209,6 +247,10 @@ def default_job(workdir: str) -> dict:
             "process_wall_seconds": total, "num_steps": results["num_steps"]}
 
 
+# Contender name -> CPU devices in its mesh; set in main() once JAX exposes one device per core.
+JAX_CONTENDERS: dict[str, int] = {}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench_results/train_step")
@@ -216,6 +258,10 @@ def main():
     parser.add_argument("--skip-default-job", action="store_true")
     parser.add_argument("--networks", default="lenet5_table,resnet18_cifar", help="comma-separated subset")
     args = parser.parse_args()
+    # Before any JAX operation: one CPU device per core, as many as split the batch (as `jaxvision
+    # train` does); the 1-device contender uses the first, which still runs its convolutions on every core.
+    cpu_devices.configure_cpu_devices(0, (BATCH_SIZE,))
+    JAX_CONTENDERS.update({"jaxvision_1_device": 1, "jaxvision_per_core": jax.device_count()})
     import torch
 
     torch.set_num_threads(os.cpu_count())
@@ -235,14 +281,7 @@ def main():
                           steps=networks[name][1][0 if args.quick else 1], roofline=roofline)
         for name in chosen
     ]
-    print("\n| network | params | jaxvision img/s (min-max) | torch img/s (min-max) | ratio | limit ratio | compile s |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['model']} | {r['parameters']:,} | {r['jaxvision_images_per_second_median']:.0f} "
-              f"({r['jaxvision_images_per_second_min']:.0f}-{r['jaxvision_images_per_second_max']:.0f}) | "
-              f"{r['torch_images_per_second_median']:.0f} ({r['torch_images_per_second_min']:.0f}-"
-              f"{r['torch_images_per_second_max']:.0f}) | {r['ratio_jaxvision_over_torch']:.2f}x | "
-              f"{r['jaxvision_limit_ratio']:.2f} | {r['jaxvision_compile_seconds']:.1f} |")
+    print(markdown(rows))
     report = {"roofline_flops": roofline, "jax": jax.__version__, "torch": torch.__version__, "networks": rows}
     if not args.skip_default_job:
         job = default_job(tempfile.mkdtemp(prefix="jaxvision_default_job_"))

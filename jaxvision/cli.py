@@ -155,11 +155,25 @@ def trainer_for(task: str):
     raise ValueError(f"unknown config.task {task!r}; valid tasks: {', '.join(TASKS)}")
 
 
+def configure_devices(config) -> str:
+    """Expose the CPU devices `config` asks for before JAX starts; say which devices will train."""
+    import jax
+
+    from jaxvision.training import cpu_devices
+
+    cpu_devices.configure_cpu_devices(
+        config.cpu_devices or config.num_devices, (config.batch_size, config.eval_batch_size)
+    )
+    devices = jax.devices()
+    count = config.num_devices or len(devices)
+    return f"{count} {devices[0].platform.upper()} device{'s' * (count > 1)}"
+
+
 def command_train(args, overrides) -> int:
     config = apply_overrides(load_config(args.config), overrides)
     trainer = trainer_for(config.task)
     workdir = args.workdir or os.path.join("workdirs", config.name)
-    print(f"training {config.name} in {workdir}", flush=True)
+    print(f"training {config.name} in {workdir} on {configure_devices(config)}", flush=True)
     results = trainer.train_and_evaluate(config, workdir)
     summary = {k: results[k] for k in sorted(results) if k.startswith("test_")}
     print(json.dumps(summary, indent=2))
@@ -214,6 +228,7 @@ def command_search(args, overrides) -> int:
         raise ValueError(f"search runs classification configs, got config.task={config.task!r}")
     params = [search.parse_param(spec) for spec in args.param]
     workdir = args.workdir or os.path.join("workdirs", f"{config.name}_search")
+    configure_devices(config)
     budget = f"{args.trials} random trials" + ("" if args.no_grid else " and a grid of the same budget")
     print(f"searching {', '.join(p.key for p in params)} for {config.name} in {workdir}: {budget}", flush=True)
     summary = search.run_search(config, workdir, params, num_trials=args.trials, seed=args.seed,

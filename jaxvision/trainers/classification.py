@@ -24,7 +24,7 @@ from jaxvision import models
 from jaxvision.data import holdout, pipeline
 from jaxvision.data import tfds as datasets
 from jaxvision.metrics import classification as metrics_lib
-from jaxvision.training import augmentation, loop, optimizers, sharding
+from jaxvision.training import augmentation, dispatch, loop, optimizers, sharding
 from jaxvision.training.loop import (  # noqa: F401 (the errors are re-exported)
     Experiment,
     NonFiniteLossError,
@@ -183,9 +183,10 @@ def evaluate(experiment: Experiment, state: TrainState, *, split: str = "test", 
         process_index=jax.process_index(), process_count=jax.process_count(),
     )
     params = state.ema_params if use_ema else state.params
-    total = None
+    total, window = None, dispatch.DispatchWindow()
     for batch in iterator:
-        total = metrics_lib.merge(total, eval_fn(state.apply_fn, params, state.batch_stats, sharding.shard_batch(batch, experiment.mesh)))
+        batch_metrics = eval_fn(state.apply_fn, params, state.batch_stats, sharding.shard_batch(batch, experiment.mesh))
+        total = window.admit(metrics_lib.merge(total, batch_metrics))
     return metrics_lib.finalize(total)
 
 

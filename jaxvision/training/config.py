@@ -60,6 +60,9 @@ def classification_config() -> ml_collections.ConfigDict:
     config.ema_decay = 0.0  # > 0 keeps an EMA of the parameters, evaluated alongside
     config.mixed_precision = False  # bf16 compute, float32 params/BatchNorm stats/logits/loss
     config.num_devices = 0  # 0: all devices
+    # CPU platform only, applied by `jaxvision train` before JAX starts (training/cpu_devices.py):
+    # devices to expose; 0: num_devices if set, else one per core, capped so both batch sizes split.
+    config.cpu_devices = 0
     config.log_every_steps = 50
     config.eval_every_steps = 0  # 0: once per epoch
     config.early_stopping_patience = 0  # stop after this many evaluations without a better checkpoint.best_metric; 0: off

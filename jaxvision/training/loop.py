@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvision.training import early_stopping, fingerprint, optimizers, sharding
+from jaxvision.training import dispatch, early_stopping, fingerprint, optimizers, sharding
 from jaxvision.training import logging as logging_lib
 from jaxvision.training.state import create_train_state, parameter_count
 
@@ -349,6 +349,7 @@ def run_training(
         pending.clear()
         window_start, window_images = time.perf_counter(), 0
 
+    window = dispatch.DispatchWindow()
     try:
         with SignalCatcher() as signals:
             for batch in train_iterator:
@@ -356,7 +357,7 @@ def run_training(
                     break
                 batch = prepare_batch(batch)
                 state, metrics = train_step(state, sharding.shard_batch(batch, mesh), experiment.train_key)
-                pending.append(metrics)
+                pending.append(window.admit(metrics))
                 step += 1
                 window_images += config.batch_size
                 is_last = step == experiment.num_steps

@@ -15,13 +15,17 @@ import pytest
 
 from jaxvision import cli
 from jaxvision.trainers import classification
+from jaxvision.training import cpu_devices
 
 SCENARIOS = os.path.join(os.path.dirname(__file__), "scenarios.py")
 SMOKE_ARGS = ["train", "--config=digits_lenet:smoke", "--config.checkpoint.every_steps=4"]
 
 
 def run_python(args, *, env_extra=None, timeout=300, check=True):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env_extra or {})}
+    """Run Python in a new process on one CPU device (the count the in-process runs have, so their
+    fingerprints compare) unless `env_extra` sets JAX_NUM_CPU_DEVICES (None: the CLI's default)."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1", **(env_extra or {})}
+    env = {name: value for name, value in env.items() if value is not None}
     result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\nSTDOUT:\n{result.stdout[-3000:]}\nSTDERR:\n{result.stderr[-3000:]}")
@@ -113,7 +117,7 @@ def test_sigterm_saves_a_checkpoint_and_exits(digits_data_dir, tmp_path):
 
 def test_eight_devices_match_one_device(tmp_path):
     out = str(tmp_path / "dp.npz")
-    run_python([SCENARIOS, "data-parallel", out], env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+    run_python([SCENARIOS, "data-parallel", out], env_extra={"JAX_NUM_CPU_DEVICES": "8"})
     arrays = np.load(out)
     np.testing.assert_allclose(arrays["8/losses"], arrays["1/losses"], atol=1e-5, rtol=1e-5)
     assert bool(arrays["restored_on_1/params_equal"])  # 8-device checkpoint restored onto 1 device
@@ -121,6 +125,23 @@ def test_eight_devices_match_one_device(tmp_path):
     assert any("BatchNorm" in n for n in names)
     for name in names:
         np.testing.assert_allclose(arrays[f"8/{name}"], arrays[f"1/{name}"], atol=1e-5, rtol=1e-5, err_msg=name)
+
+
+def test_cli_default_splits_the_batch_over_one_cpu_device_per_core(reference_run, digits_data_dir, tmp_path):
+    """With no count pinned, `jaxvision train` exposes one CPU device per core (as many as divide the
+    batch sizes) and trains the same model as on one device, up to float32 rounding."""
+    workdir = str(tmp_path)
+    result = run_python(["-m", "jaxvision.cli", *smoke_cli_args(workdir, digits_data_dir)],
+                        env_extra={"JAX_NUM_CPU_DEVICES": None})
+    expected = cpu_devices.automatic_cpu_device_count((64, 500), cpu_devices.usable_cores())
+    assert f"on {expected} CPU device" in result.stdout
+    results, reference = read_results(workdir), read_results(reference_run[0])
+    assert results["num_devices"] == expected and results["num_steps"] == reference["num_steps"]
+    assert results["test_loss"] == pytest.approx(reference["test_loss"], abs=1e-4)
+    reference_params = flat_params(restored_state(reference_run[0]))
+    params = flat_params(restored_state(workdir, like=restored_state(reference_run[0])))
+    for name in reference_params:
+        np.testing.assert_allclose(params[name], reference_params[name], atol=1e-4, err_msg=name)
 
 
 def free_port():
@@ -136,7 +157,7 @@ def test_two_processes_match_one_process(digits_data_dir, tmp_path):
     run_python(["-m", "jaxvision.cli", *common, f"--workdir={single}"])
     multi = str(tmp_path / "multi")
     port = free_port()
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1"}
     processes = [
         subprocess.Popen([sys.executable, SCENARIOS, "multiprocess", str(i), "2", str(port), "--", *common,
                           f"--workdir={multi}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
