@@ -183,10 +183,11 @@ def make_torch_contender(model_name: str, image_shape):
 # ------------------------------------------------------------------------------------ protocol
 
 
-def benchmark_network(model_name, image_shape, *, repetitions, steps, roofline):
+def benchmark_network(model_name, image_shape, *, jax_contenders, repetitions, steps, roofline):
+    """`jax_contenders`: contender name -> CPU devices in its mesh (the 1-device one first)."""
     runs, result = {}, {"model": model_name, "image_shape": list(image_shape), "batch_size": BATCH_SIZE}
     step_flops = None
-    for name, num_devices in JAX_CONTENDERS.items():
+    for name, num_devices in jax_contenders.items():
         runs[name], result[f"{name}_compile_seconds"], jax_params, flops = make_jax_contender(
             model_name, image_shape, num_devices)
         step_flops = step_flops or flops  # the 1-device module's count: the whole batch's work
@@ -194,7 +195,7 @@ def benchmark_network(model_name, image_shape, *, repetitions, steps, roofline):
     runs["torch"], result["torch_warmup_seconds"], torch_params = make_torch_contender(model_name, image_shape)
     if jax_params != torch_params:
         raise RuntimeError(f"{model_name}: parameter counts differ: jaxvision {jax_params}, torch {torch_params}")
-    result.update(parameters=jax_params, step_gflop=step_flops / 1e9, num_devices=JAX_CONTENDERS)
+    result.update(parameters=jax_params, step_gflop=step_flops / 1e9, num_devices=jax_contenders)
     times = {name: [] for name in runs}
     for _ in range(repetitions):  # interleaved: A B C A B C ...
         for name, run in runs.items():
@@ -204,7 +205,7 @@ def benchmark_network(model_name, image_shape, *, repetitions, steps, roofline):
         result[f"{name}_images_per_second_median"] = BATCH_SIZE / float(np.median(values))
         result[f"{name}_images_per_second_min"] = BATCH_SIZE / float(values.max())
         result[f"{name}_images_per_second_max"] = BATCH_SIZE / float(values.min())
-    for name in JAX_CONTENDERS:
+    for name in jax_contenders:
         result[f"ratio_{name}_over_torch"] = (
             result[f"{name}_images_per_second_median"] / result["torch_images_per_second_median"]
         )
@@ -213,12 +214,11 @@ def benchmark_network(model_name, image_shape, *, repetitions, steps, roofline):
     return result
 
 
-def markdown(rows) -> str:
+def markdown(rows, per_core: int) -> str:
     def images_per_second(row, name):
         return (f"{row[f'{name}_images_per_second_median']:,.0f} ({row[f'{name}_images_per_second_min']:,.0f}-"
                 f"{row[f'{name}_images_per_second_max']:,.0f})")
 
-    per_core = JAX_CONTENDERS["jaxvision_per_core"]
     lines = [
         f"\n| network | params | jaxvision 1 device img/s | jaxvision {per_core} devices img/s | torch img/s "
         "| ratio 1 device | ratio per core | limit ratio 1 / per core | compile s 1 / per core |",
@@ -247,10 +247,6 @@ def default_job(workdir: str) -> dict:
             "process_wall_seconds": total, "num_steps": results["num_steps"]}
 
 
-# Contender name -> CPU devices in its mesh; set in main() once JAX exposes one device per core.
-JAX_CONTENDERS: dict[str, int] = {}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench_results/train_step")
@@ -261,7 +257,7 @@ def main():
     # Before any JAX operation: one CPU device per core, as many as split the batch (as `jaxvision
     # train` does); the 1-device contender uses the first, which still runs its convolutions on every core.
     cpu_devices.configure_cpu_devices(0, (BATCH_SIZE,))
-    JAX_CONTENDERS.update({"jaxvision_1_device": 1, "jaxvision_per_core": jax.device_count()})
+    jax_contenders = {"jaxvision_1_device": 1, "jaxvision_per_core": jax.device_count()}
     import torch
 
     torch.set_num_threads(os.cpu_count())
@@ -277,11 +273,11 @@ def main():
     if unknown := sorted(set(chosen) - set(networks)):
         parser.error(f"unknown networks {unknown}; valid: {', '.join(networks)}")
     rows = [
-        benchmark_network(name, networks[name][0], repetitions=repetitions,
+        benchmark_network(name, networks[name][0], jax_contenders=jax_contenders, repetitions=repetitions,
                           steps=networks[name][1][0 if args.quick else 1], roofline=roofline)
         for name in chosen
     ]
-    print(markdown(rows))
+    print(markdown(rows, jax_contenders["jaxvision_per_core"]))
     report = {"roofline_flops": roofline, "jax": jax.__version__, "torch": torch.__version__, "networks": rows}
     if not args.skip_default_job:
         job = default_job(tempfile.mkdtemp(prefix="jaxvision_default_job_"))

@@ -78,8 +78,10 @@ def configure_cpu_devices(requested: int, batch_sizes: Sequence[int]) -> int | N
     if requested < 0:
         raise ValueError(f"cpu_devices must be >= 0 (0: one per core), got {requested}")
     chosen = user_chosen_count()
-    if chosen is not None or jax.distributed.is_initialized():
-        reserve_threads(chosen or 1)
+    if chosen is not None:
+        reserve_threads(chosen)
+        return None
+    if jax.distributed.is_initialized():
         return None
     count = requested or automatic_cpu_device_count(batch_sizes, usable_cores())
     try:

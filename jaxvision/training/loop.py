@@ -349,7 +349,7 @@ def run_training(
         pending.clear()
         window_start, window_images = time.perf_counter(), 0
 
-    window = dispatch.DispatchWindow()
+    dispatch_window = dispatch.DispatchWindow()
     try:
         with SignalCatcher() as signals:
             for batch in train_iterator:
@@ -357,7 +357,7 @@ def run_training(
                     break
                 batch = prepare_batch(batch)
                 state, metrics = train_step(state, sharding.shard_batch(batch, mesh), experiment.train_key)
-                pending.append(window.admit(metrics))
+                pending.append(dispatch_window.admit(metrics))
                 step += 1
                 window_images += config.batch_size
                 is_last = step == experiment.num_steps

@@ -59,12 +59,20 @@ print(json.dumps({"returned": returned, "devices": len(jax.devices("cpu"))}))
 """
 
 
-def probe(requested, *, started=False, env_extra=None):
-    env = {key: value for key, value in os.environ.items() if key not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+def run_fresh(script, *args, env_extra=None, timeout=120):
+    """Run `script` in a new Python process on CPU with no device count or thread pool size chosen
+    (plus `env_extra`); fail on a non-zero exit; return the result."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "NPROC")}
     env.update({"JAX_PLATFORMS": "cpu", **(env_extra or {})})
-    result = subprocess.run([sys.executable, "-c", PROBE, str(requested), "started" if started else "fresh"],
-                            capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                            env=env, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def probe(requested, *, started=False, env_extra=None):
+    result = run_fresh(PROBE, requested, "started" if started else "fresh", env_extra=env_extra)
     return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
 
 
@@ -108,20 +116,14 @@ def test_negative_count_is_a_clear_error():
 def test_two_pool_threads_are_reserved_per_cpu_device(env_extra, requested, expected):
     script = ("import os, sys; from jaxvision.training import cpu_devices; "
               "cpu_devices.configure_cpu_devices(int(sys.argv[1]), (120,)); print(os.environ.get('NPROC'))")
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "NPROC")}
-    env.update({"JAX_PLATFORMS": "cpu", **env_extra})
-    result = subprocess.run([sys.executable, "-c", script, str(requested)], capture_output=True, text=True,
-                            env=env, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = run_fresh(script, requested, env_extra=env_extra)
     assert result.stdout.strip().splitlines()[-1] == str(expected)
 
 
 COLLECTIVE_STEPS = """
 import sys
 import jax, jax.numpy as jnp, numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
-from jaxvision.training import cpu_devices
+from jaxvision.training import cpu_devices, sharding
 from jaxvision.training.dispatch import DispatchWindow
 
 num_steps, mode = int(sys.argv[1]), sys.argv[2]
@@ -129,10 +131,10 @@ if mode == "unbounded-with-thread-reserve":
     assert cpu_devices.configure_cpu_devices(2, (128,)) == 2
 else:  # "window-only": two devices with XLA's default pool, one thread per device here
     jax.config.update("jax_num_cpu_devices", 2)
-mesh = jax.make_mesh((2,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-images = jax.device_put(np.random.default_rng(0).normal(size=(128, 28, 28, 8)).astype(np.float32),
-                        NamedSharding(mesh, PartitionSpec("data")))
-kernel = jax.device_put(np.full((3, 3, 8, 8), 0.01, np.float32), NamedSharding(mesh, PartitionSpec()))
+mesh = sharding.make_mesh(2)
+images = sharding.shard_batch({"image": np.random.default_rng(0).normal(size=(128, 28, 28, 8)).astype(np.float32)},
+                              mesh)["image"]
+kernel = sharding.replicate(np.full((3, 3, 8, 8), 0.01, np.float32), mesh)
 
 @jax.jit
 def step(kernel, images):  # the kernel gradient sums over both devices' halves: an all-reduce
@@ -156,12 +158,7 @@ def test_steps_with_an_all_reduce_run_on_two_cpu_devices_without_stalling(mode):
     """Either guard alone keeps XLA:CPU's collectives from stalling. Without both (XLA's default
     pool, every step queued at once) this loop aborted on the 2-core CI machine within a minute, every
     time ("Termination timeout for `all reduce`")."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "NPROC")}
-    env["JAX_PLATFORMS"] = "cpu"
-    if mode == "window-only":
-        env["NPROC"] = "1"  # the pool is then max(1, devices): one thread per device, on any machine
-    result = subprocess.run([sys.executable, "-c", COLLECTIVE_STEPS, "300", mode], capture_output=True, text=True,
-                            env=env, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # NPROC=1: the pool is then max(1, devices), one thread per device on any machine.
+    env_extra = {"NPROC": "1"} if mode == "window-only" else None
+    result = run_fresh(COLLECTIVE_STEPS, 300, mode, env_extra=env_extra, timeout=240)
     assert "finished" in result.stdout
