@@ -8,7 +8,12 @@ Contenders (float32, batch 128, SGD with momentum 0.9, softmax cross-entropy, tr
     but XLA:CPU's elementwise fusions on one;
   - jaxvision, one device per core: the same step, the batch split over one CPU device per core on
     a 1-D `NamedSharding` mesh (what `jaxvision train` does on a CPU-only machine by default,
-    `jaxvision.training.cpu_devices`);
+    `config.cpu_parallelism="devices"`, `jaxvision.training.cpu_devices`);
+  - jaxvision, threads: the same step on one device with XLA:CPU's elementwise fusions on every
+    core (`config.cpu_parallelism="threads"`, `jaxvision.training.cpu_fusions`; the CIFAR ResNet
+    configs' setting). Its XLA flag is fixed when JAX starts, so this contender runs in a worker
+    process that the main process asks for each repetition's steps and waits on: the contenders
+    still alternate in time, and only one of them runs at once.
   - torch: the same architecture written below in PyTorch 2.13 (CPU), `zero_grad/backward/step`,
     one OpenMP thread per core.
 Networks: LeNet-5 (table variant, 20/50 filters, FC 500) on 28x28x1 and ResNet-18 with a CIFAR stem
@@ -16,7 +21,8 @@ on 32x32x3. Parameter counts are checked equal before timing.
 
 Protocol (shared/PERF.md): build inputs once, compile/warm up every contender (compile time
 reported apart), then alternate A B A B ... for >= 7 repetitions of `--steps` steps each; report
-the median and spread of images/s, the ratio jaxvision/torch, and a limit ratio: achieved FLOP/s
+the median and spread of images/s, the ratio jaxvision/torch (in bold: the setting the library uses
+for that network), and a limit ratio: achieved FLOP/s
 (XLA's cost analysis of the compiled step) over a large f32 matmul measured in the same process.
 Also measures the time to accuracy of the default job (`jaxvision train`) in a subprocess.
 Prints a markdown table and writes JSON to --out.
@@ -102,6 +108,49 @@ def make_jax_contender(model_name: str, image_shape, num_devices: int):
     return run, compile_seconds, parameter_count(state.params), flops
 
 
+class WorkerContender:
+    """`make_jax_contender` in a fresh process whose JAX starts with `strategy`'s XLA settings.
+
+    `__call__(num_steps)` runs the steps there and returns when they are done, like the in-process
+    contenders' `run`; the pipe round trip is well under a millisecond against steps of 50+ ms.
+    """
+
+    def __init__(self, model_name: str, image_shape, strategy: str):
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "NPROC")}
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--worker", model_name, strategy, *map(str, image_shape)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        ready = self.process.stdout.readline()
+        if not ready:
+            raise RuntimeError(f"the {strategy} worker for {model_name} exited (code {self.process.wait()})")
+        ready = json.loads(ready)
+        self.compile_seconds, self.parameters = ready["compile_seconds"], ready["parameters"]
+        self.xla_flags, self.num_devices = ready["xla_flags"], ready["num_devices"]
+
+    def __call__(self, num_steps: int):
+        self.process.stdin.write(f"{num_steps}\n")
+        self.process.stdin.flush()
+        if self.process.stdout.readline().strip() != "done":
+            raise RuntimeError("the worker contender failed")
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def worker(model_name: str, strategy: str, image_shape):
+    """The worker side of `WorkerContender`: set up before JAX starts, then run steps on request."""
+    cpu_devices.configure_cpu_parallelism(strategy, 0, (BATCH_SIZE,))
+    run, compile_seconds, parameters, _ = make_jax_contender(model_name, image_shape, jax.device_count())
+    run(2)
+    print(json.dumps({"compile_seconds": compile_seconds, "parameters": parameters,
+                      "xla_flags": os.environ.get("XLA_FLAGS", ""), "num_devices": jax.device_count()}), flush=True)
+    for line in sys.stdin:
+        run(int(line))
+        print("done", flush=True)
+
+
 # ---------------------------------------------------------------------------------------- torch
 
 
@@ -183,29 +232,38 @@ def make_torch_contender(model_name: str, image_shape):
 # ------------------------------------------------------------------------------------ protocol
 
 
-def benchmark_network(model_name, image_shape, *, jax_contenders, repetitions, steps, roofline):
-    """`jax_contenders`: contender name -> CPU devices in its mesh (the 1-device one first)."""
-    runs, result = {}, {"model": model_name, "image_shape": list(image_shape), "batch_size": BATCH_SIZE}
+def benchmark_network(model_name, image_shape, *, jax_contenders, library_contender, repetitions, steps,
+                      roofline):
+    """`jax_contenders`: contender name -> CPU devices in its mesh (the 1-device one first), plus
+    "jaxvision_threads" in a worker process; `library_contender`: the one `jaxvision train` uses."""
+    runs, result = {}, {"model": model_name, "image_shape": list(image_shape), "batch_size": BATCH_SIZE,
+                        "library_contender": library_contender}
     step_flops = None
     for name, num_devices in jax_contenders.items():
         runs[name], result[f"{name}_compile_seconds"], jax_params, flops = make_jax_contender(
             model_name, image_shape, num_devices)
         step_flops = step_flops or flops  # the 1-device module's count: the whole batch's work
         runs[name](2)
+    threads = runs["jaxvision_threads"] = WorkerContender(model_name, image_shape, "threads")
+    result.update(jaxvision_threads_compile_seconds=threads.compile_seconds,
+                  jaxvision_threads_xla_flags=threads.xla_flags)
     runs["torch"], result["torch_warmup_seconds"], torch_params = make_torch_contender(model_name, image_shape)
-    if jax_params != torch_params:
-        raise RuntimeError(f"{model_name}: parameter counts differ: jaxvision {jax_params}, torch {torch_params}")
-    result.update(parameters=jax_params, step_gflop=step_flops / 1e9, num_devices=jax_contenders)
+    if not jax_params == threads.parameters == torch_params:
+        raise RuntimeError(f"{model_name}: parameter counts differ: jaxvision {jax_params} "
+                           f"(threads worker {threads.parameters}), torch {torch_params}")
+    result.update(parameters=jax_params, step_gflop=step_flops / 1e9,
+                  num_devices={**jax_contenders, "jaxvision_threads": threads.num_devices})
     times = {name: [] for name in runs}
     for _ in range(repetitions):  # interleaved: A B C A B C ...
         for name, run in runs.items():
             times[name].append(_timed(lambda: run(steps)) / steps)
+    threads.close()
     for name, values in times.items():
         values = np.asarray(values)
         result[f"{name}_images_per_second_median"] = BATCH_SIZE / float(np.median(values))
         result[f"{name}_images_per_second_min"] = BATCH_SIZE / float(values.max())
         result[f"{name}_images_per_second_max"] = BATCH_SIZE / float(values.min())
-    for name in jax_contenders:
+    for name in [*jax_contenders, "jaxvision_threads"]:
         result[f"ratio_{name}_over_torch"] = (
             result[f"{name}_images_per_second_median"] / result["torch_images_per_second_median"]
         )
@@ -215,22 +273,31 @@ def benchmark_network(model_name, image_shape, *, jax_contenders, repetitions, s
 
 
 def markdown(rows, per_core: int) -> str:
+    contenders = {"jaxvision_1_device": "1 device", "jaxvision_per_core": f"{per_core} devices",
+                  "jaxvision_threads": "threads"}
+
     def images_per_second(row, name):
         return (f"{row[f'{name}_images_per_second_median']:,.0f} ({row[f'{name}_images_per_second_min']:,.0f}-"
                 f"{row[f'{name}_images_per_second_max']:,.0f})")
 
+    def ratio(row, name):
+        text = f"{row[f'ratio_{name}_over_torch']:.2f}x"
+        return f"**{text}**" if name == row["library_contender"] else text
+
     lines = [
-        f"\n| network | params | jaxvision 1 device img/s | jaxvision {per_core} devices img/s | torch img/s "
-        "| ratio 1 device | ratio per core | limit ratio 1 / per core | compile s 1 / per core |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "\n| network | params | " + " | ".join(f"jaxvision {label} img/s" for label in contenders.values())
+        + " | torch img/s | " + " | ".join(f"ratio {label}" for label in contenders.values())
+        + " | limit ratio " + " / ".join(contenders.values()) + " | compile s " + " / ".join(contenders.values()) + " |",
+        "|---" * (4 + 2 * len(contenders)) + "|---|---|",
     ]
     for row in rows:
         lines.append(
-            f"| {row['model']} | {row['parameters']:,} | {images_per_second(row, 'jaxvision_1_device')} "
-            f"| {images_per_second(row, 'jaxvision_per_core')} | {images_per_second(row, 'torch')} "
-            f"| {row['ratio_jaxvision_1_device_over_torch']:.2f}x | **{row['ratio_jaxvision_per_core_over_torch']:.2f}x** "
-            f"| {row['jaxvision_1_device_limit_ratio']:.2f} / {row['jaxvision_per_core_limit_ratio']:.2f} "
-            f"| {row['jaxvision_1_device_compile_seconds']:.1f} / {row['jaxvision_per_core_compile_seconds']:.1f} |"
+            f"| {row['model']} | {row['parameters']:,} | "
+            + " | ".join(images_per_second(row, name) for name in contenders)
+            + f" | {images_per_second(row, 'torch')} | "
+            + " | ".join(ratio(row, name) for name in contenders)
+            + " | " + " / ".join(f"{row[f'{name}_limit_ratio']:.2f}" for name in contenders)
+            + " | " + " / ".join(f"{row[f'{name}_compile_seconds']:.1f}" for name in contenders) + " |"
         )
     return "\n".join(lines)
 
@@ -248,6 +315,8 @@ def default_job(workdir: str) -> dict:
 
 
 def main():
+    if sys.argv[1:2] == ["--worker"]:  # WorkerContender's process: model, strategy, image shape
+        return worker(sys.argv[2], sys.argv[3], tuple(int(size) for size in sys.argv[4:]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench_results/train_step")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and steps")
@@ -265,16 +334,16 @@ def main():
     roofline = matmul_roofline()
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, {os.cpu_count()} cores; "
           f"jax {jax.__version__}, torch {torch.__version__}; f32 matmul roofline {roofline / 1e9:.1f} GFLOP/s")
-    networks = {  # name: (image shape, steps per timed repetition (quick, full))
-        "lenet5_table": ((28, 28, 1), (10, 20)),
-        "resnet18_cifar": ((32, 32, 3), (1, 2)),
+    networks = {  # name: (image shape, steps per timed repetition (quick, full), the library's setting)
+        "lenet5_table": ((28, 28, 1), (10, 20), "jaxvision_per_core"),  # the default job's
+        "resnet18_cifar": ((32, 32, 3), (1, 2), "jaxvision_threads"),  # cifar10_resnet18_recipe's
     }
     chosen = args.networks.split(",")
     if unknown := sorted(set(chosen) - set(networks)):
         parser.error(f"unknown networks {unknown}; valid: {', '.join(networks)}")
     rows = [
-        benchmark_network(name, networks[name][0], jax_contenders=jax_contenders, repetitions=repetitions,
-                          steps=networks[name][1][0 if args.quick else 1], roofline=roofline)
+        benchmark_network(name, networks[name][0], jax_contenders=jax_contenders, library_contender=networks[name][2],
+                          repetitions=repetitions, steps=networks[name][1][0 if args.quick else 1], roofline=roofline)
         for name in chosen
     ]
     print(markdown(rows, jax_contenders["jaxvision_per_core"]))

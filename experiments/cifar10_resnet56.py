@@ -41,6 +41,9 @@ def get_config(arg: str | None = None):
     config.augment.horizontal_flip = True
     config.log_every_steps = 100
     config.checkpoint.best_metric = "test_accuracy"
+    # CPU-only machines: elementwise fusions on every core beat one device per core for CIFAR
+    # ResNets (training/cpu_fusions.py); accelerators ignore it.
+    config.cpu_parallelism = "threads"
     if arg == "smoke":
         config.dataset.name = "embedded_digits"
         config.batch_size = 8

@@ -159,14 +159,19 @@ def configure_devices(config) -> str:
     """Expose the CPU devices `config` asks for before JAX starts; say which devices will train."""
     import jax
 
-    from jaxvision.training import cpu_devices
+    from jaxvision.training import cpu_devices, cpu_fusions
 
-    cpu_devices.configure_cpu_devices(
-        config.cpu_devices or config.num_devices, (config.batch_size, config.eval_batch_size)
+    cpu_devices.configure_cpu_parallelism(
+        config.cpu_parallelism, config.cpu_devices or config.num_devices,
+        (config.batch_size, config.eval_batch_size),
     )
     devices = jax.devices()
     count = config.num_devices or len(devices)
-    return f"{count} {devices[0].platform.upper()} device{'s' * (count > 1)}"
+    description = f"{count} {devices[0].platform.upper()} device{'s' * (count > 1)}"
+    fusion_types = cpu_fusions.fusion_types_in_xla_flags()
+    if devices[0].platform == "cpu" and fusion_types is not None:
+        description += f" (XLA:CPU YNNPACK fusions: {fusion_types})"
+    return description
 
 
 def command_train(args, overrides) -> int:

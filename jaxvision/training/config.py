@@ -63,6 +63,10 @@ def classification_config() -> ml_collections.ConfigDict:
     # CPU platform only, applied by `jaxvision train` before JAX starts (training/cpu_devices.py):
     # devices to expose; 0: num_devices if set, else one per core, capped so both batch sizes split.
     config.cpu_devices = 0
+    # CPU platform only, likewise: "devices" splits the batch over one device per core; "threads"
+    # runs elementwise fusions on every core of one device (training/cpu_fusions.py: faster for
+    # the CIFAR ResNets, slower for LeNet-5 and ViTs).
+    config.cpu_parallelism = "devices"
     config.log_every_steps = 50
     config.eval_every_steps = 0  # 0: once per epoch
     config.early_stopping_patience = 0  # stop after this many evaluations without a better checkpoint.best_metric; 0: off

@@ -23,6 +23,9 @@ more LeNet-5 steps (or 300 one-convolution steps) before reading a result aborte
 the pool, to two threads per device (8 runs of 3,000 queued one-convolution steps, no stall; no
 slower), and jaxvision's loops keep at most two steps queued (`jaxvision.training.dispatch`).
 
+Splitting the batch is one of two ways to use the cores; `configure_cpu_parallelism` picks between
+it and threaded elementwise fusions on one device (`training/cpu_fusions.py`, which measures both).
+
 Results are bitwise reproducible for the same device count (`results.json` records it); a run on
 another number of devices agrees to float32 rounding, not bit for bit.
 """
@@ -35,10 +38,13 @@ from collections.abc import Sequence
 
 import jax
 
+from jaxvision.training import cpu_fusions
+
 logger = logging.getLogger(__name__)
 
 FORCE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 THREADS_PER_DEVICE = 2
+CPU_PARALLELISM = ("devices", "threads")
 
 
 def usable_cores() -> int:
@@ -60,6 +66,26 @@ def automatic_cpu_device_count(batch_sizes: Sequence[int], cores: int) -> int:
         raise ValueError(f"batch_sizes must be positive, got {tuple(batch_sizes)}")
     common = math.gcd(*(int(size) for size in batch_sizes))
     return max(count for count in range(1, cores + 1) if common % count == 0)
+
+
+def configure_cpu_parallelism(strategy: str, requested: int, batch_sizes: Sequence[int]) -> int | None:
+    """Spread a CPU-only run over the cores the way `strategy` says; call before any JAX operation.
+
+    Args:
+      strategy: "devices": one device per core (`configure_cpu_devices(requested, ...)`);
+        "threads": elementwise fusions on every core (`cpu_fusions.thread_elementwise_fusions`) on
+        `requested` devices, 1 when `requested` is 0.
+      requested, batch_sizes: as for `configure_cpu_devices`.
+
+    Returns:
+      What `configure_cpu_devices` returns.
+    """
+    if strategy not in CPU_PARALLELISM:
+        raise ValueError(f"unknown cpu_parallelism {strategy!r}; valid: {', '.join(CPU_PARALLELISM)}")
+    if strategy == "threads":
+        cpu_fusions.thread_elementwise_fusions()
+        requested = requested or 1
+    return configure_cpu_devices(requested, batch_sizes)
 
 
 def configure_cpu_devices(requested: int, batch_sizes: Sequence[int]) -> int | None:

@@ -403,6 +403,8 @@ def base_results(experiment: Experiment, outcome: LoopOutcome, workdir: str, sta
         "dataset": config.dataset.name,
         "num_steps": outcome.step,
         "num_devices": experiment.mesh.size,
+        # bitwise reproducibility holds for the same devices and XLA flags (e.g. cpu_parallelism)
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "wall_time_seconds": time.perf_counter() - start_time,
         "params_fingerprint": fingerprint.params_fingerprint(outcome.state.params),
         "parameter_count": parameter_count(outcome.state.params),

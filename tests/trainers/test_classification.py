@@ -15,7 +15,7 @@ import pytest
 
 from jaxvision import cli
 from jaxvision.trainers import classification
-from jaxvision.training import cpu_devices
+from jaxvision.training import cpu_devices, cpu_fusions
 
 SCENARIOS = os.path.join(os.path.dirname(__file__), "scenarios.py")
 SMOKE_ARGS = ["train", "--config=digits_lenet:smoke", "--config.checkpoint.every_steps=4"]
@@ -140,6 +140,24 @@ def test_cli_default_splits_the_batch_over_one_cpu_device_per_core(reference_run
     assert results["test_loss"] == pytest.approx(reference["test_loss"], abs=1e-4)
     reference_params = flat_params(restored_state(reference_run[0]))
     params = flat_params(restored_state(workdir, like=restored_state(reference_run[0])))
+    for name in reference_params:
+        np.testing.assert_allclose(params[name], reference_params[name], atol=1e-4, err_msg=name)
+
+
+def test_cli_threads_trains_on_one_device_with_threaded_fusions(reference_run, digits_data_dir, tmp_path):
+    """`--config.cpu_parallelism=threads`: one CPU device, XLA:CPU's YNNPACK elementwise fusions
+    (recorded in results.json), the same model as XLA's own fusions up to float32 rounding."""
+    workdir = str(tmp_path)
+    result = run_python(["-m", "jaxvision.cli", *smoke_cli_args(workdir, digits_data_dir),
+                         "--config.cpu_parallelism=threads"],
+                        env_extra={"JAX_NUM_CPU_DEVICES": None, "XLA_FLAGS": None})
+    flag = f"{cpu_fusions.YNN_FUSION_FLAG}={cpu_fusions.THREADED_FUSION_TYPES}"
+    assert f"on 1 CPU device (XLA:CPU YNNPACK fusions: {cpu_fusions.THREADED_FUSION_TYPES})" in result.stdout
+    results, reference = read_results(workdir), read_results(reference_run[0])
+    assert results["xla_flags"] == flag and flag not in reference["xla_flags"]
+    assert results["num_devices"] == 1 and results["num_steps"] == reference["num_steps"]
+    reference_params = flat_params(restored_state(reference_run[0]))
+    params = flat_params(restored_state(workdir))
     for name in reference_params:
         np.testing.assert_allclose(params[name], reference_params[name], atol=1e-4, err_msg=name)
 
