@@ -116,8 +116,7 @@ class WorkerContender:
     """
 
     def __init__(self, model_name: str, image_shape, strategy: str):
-        env = {key: value for key, value in os.environ.items()
-               if key not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "NPROC")}
+        env = {key: value for key, value in os.environ.items() if key not in cpu_devices.CPU_SETUP_VARIABLES}
         self.process = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--worker", model_name, strategy, *map(str, image_shape)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)

@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 FORCE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 THREADS_PER_DEVICE = 2
 CPU_PARALLELISM = ("devices", "threads")
+# The environment variables that fix a process's CPU setup before JAX starts (device count, pool
+# threads, XLA flags): a child process meant to make its own choice starts without them.
+CPU_SETUP_VARIABLES = ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "NPROC")
 
 
 def usable_cores() -> int:

@@ -150,7 +150,7 @@ def test_cli_threads_trains_on_one_device_with_threaded_fusions(reference_run, d
     workdir = str(tmp_path)
     result = run_python(["-m", "jaxvision.cli", *smoke_cli_args(workdir, digits_data_dir),
                          "--config.cpu_parallelism=threads"],
-                        env_extra={"JAX_NUM_CPU_DEVICES": None, "XLA_FLAGS": None})
+                        env_extra=dict.fromkeys(cpu_devices.CPU_SETUP_VARIABLES))
     flag = f"{cpu_fusions.YNN_FUSION_FLAG}={cpu_fusions.THREADED_FUSION_TYPES}"
     assert f"on 1 CPU device (XLA:CPU YNNPACK fusions: {cpu_fusions.THREADED_FUSION_TYPES})" in result.stdout
     results, reference = read_results(workdir), read_results(reference_run[0])

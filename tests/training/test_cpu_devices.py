@@ -62,8 +62,7 @@ print(json.dumps({"returned": returned, "devices": len(jax.devices("cpu"))}))
 def run_fresh(script, *args, env_extra=None, timeout=120):
     """Run `script` in a new Python process on CPU with no device count or thread pool size chosen
     (plus `env_extra`); fail on a non-zero exit; return the result."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "NPROC")}
+    env = {key: value for key, value in os.environ.items() if key not in cpu_devices.CPU_SETUP_VARIABLES}
     env.update({"JAX_PLATFORMS": "cpu", **(env_extra or {})})
     result = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
                             env=env, timeout=timeout)
