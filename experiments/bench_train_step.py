@@ -10,8 +10,10 @@ Contenders (float32, batch 128, SGD with momentum 0.9, softmax cross-entropy, tr
     a 1-D `NamedSharding` mesh (what `jaxvision train` does on a CPU-only machine by default,
     `config.cpu_parallelism="devices"`, `jaxvision.training.cpu_devices`);
   - jaxvision, threads: the same step on one device with XLA:CPU's elementwise fusions on every
-    core (`config.cpu_parallelism="threads"`, `jaxvision.training.cpu_fusions`; the CIFAR ResNet
-    configs' setting). Its XLA flag is fixed when JAX starts, so this contender runs in a worker
+    core (`config.cpu_parallelism="threads"`, `jaxvision.training.cpu_fusions`), with the
+    network's library convolution kernels (`config.cpu_convolutions`: XLA's Eigen ones for
+    ResNet-18, as the CIFAR ResNet configs say; YNNPACK's, XLA's default, for LeNet-5). Its XLA
+    flag is fixed when JAX starts, so this contender runs in a worker
     process that the main process asks for each repetition's steps and waits on: the contenders
     still alternate in time, and only one of them runs at once.
   - torch: the same architecture written below in PyTorch 2.13 (CPU), `zero_grad/backward/step`,
@@ -109,16 +111,18 @@ def make_jax_contender(model_name: str, image_shape, num_devices: int):
 
 
 class WorkerContender:
-    """`make_jax_contender` in a fresh process whose JAX starts with `strategy`'s XLA settings.
+    """`make_jax_contender` in a fresh process whose JAX starts with `strategy`'s and
+    `convolutions`' XLA settings (`cpu_devices.configure_cpu_parallelism`).
 
     `__call__(num_steps)` runs the steps there and returns when they are done, like the in-process
     contenders' `run`; the pipe round trip is well under a millisecond against steps of 50+ ms.
     """
 
-    def __init__(self, model_name: str, image_shape, strategy: str):
+    def __init__(self, model_name: str, image_shape, strategy: str, convolutions: str):
         env = {key: value for key, value in os.environ.items() if key not in cpu_devices.CPU_SETUP_VARIABLES}
         self.process = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--worker", model_name, strategy, *map(str, image_shape)],
+            [sys.executable, os.path.abspath(__file__), "--worker", model_name, strategy, convolutions,
+             *map(str, image_shape)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         ready = self.process.stdout.readline()
         if not ready:
@@ -138,9 +142,9 @@ class WorkerContender:
         self.process.wait(timeout=60)
 
 
-def worker(model_name: str, strategy: str, image_shape):
+def worker(model_name: str, strategy: str, convolutions: str, image_shape):
     """The worker side of `WorkerContender`: set up before JAX starts, then run steps on request."""
-    cpu_devices.configure_cpu_parallelism(strategy, 0, (BATCH_SIZE,))
+    cpu_devices.configure_cpu_parallelism(strategy, 0, (BATCH_SIZE,), convolutions)
     run, compile_seconds, parameters, _ = make_jax_contender(model_name, image_shape, jax.device_count())
     run(2)
     print(json.dumps({"compile_seconds": compile_seconds, "parameters": parameters,
@@ -231,10 +235,11 @@ def make_torch_contender(model_name: str, image_shape):
 # ------------------------------------------------------------------------------------ protocol
 
 
-def benchmark_network(model_name, image_shape, *, jax_contenders, library_contender, repetitions, steps,
-                      roofline):
+def benchmark_network(model_name, image_shape, *, jax_contenders, library_contender, convolutions, repetitions,
+                      steps, roofline):
     """`jax_contenders`: contender name -> CPU devices in its mesh (the 1-device one first), plus
-    "jaxvision_threads" in a worker process; `library_contender`: the one `jaxvision train` uses."""
+    "jaxvision_threads" in a worker process with `convolutions` (`config.cpu_convolutions`);
+    `library_contender`: the one `jaxvision train` uses for the network."""
     runs, result = {}, {"model": model_name, "image_shape": list(image_shape), "batch_size": BATCH_SIZE,
                         "library_contender": library_contender}
     step_flops = None
@@ -243,7 +248,7 @@ def benchmark_network(model_name, image_shape, *, jax_contenders, library_conten
             model_name, image_shape, num_devices)
         step_flops = step_flops or flops  # the 1-device module's count: the whole batch's work
         runs[name](2)
-    threads = runs["jaxvision_threads"] = WorkerContender(model_name, image_shape, "threads")
+    threads = runs["jaxvision_threads"] = WorkerContender(model_name, image_shape, "threads", convolutions)
     result.update(jaxvision_threads_compile_seconds=threads.compile_seconds,
                   jaxvision_threads_xla_flags=threads.xla_flags)
     runs["torch"], result["torch_warmup_seconds"], torch_params = make_torch_contender(model_name, image_shape)
@@ -314,8 +319,8 @@ def default_job(workdir: str) -> dict:
 
 
 def main():
-    if sys.argv[1:2] == ["--worker"]:  # WorkerContender's process: model, strategy, image shape
-        return worker(sys.argv[2], sys.argv[3], tuple(int(size) for size in sys.argv[4:]))
+    if sys.argv[1:2] == ["--worker"]:  # WorkerContender's process: model, strategy, convolutions, image shape
+        return worker(sys.argv[2], sys.argv[3], sys.argv[4], tuple(int(size) for size in sys.argv[5:]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench_results/train_step")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and steps")
@@ -334,15 +339,16 @@ def main():
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, {os.cpu_count()} cores; "
           f"jax {jax.__version__}, torch {torch.__version__}; f32 matmul roofline {roofline / 1e9:.1f} GFLOP/s")
     networks = {  # name: (image shape, steps per timed repetition (quick, full), the library's setting)
-        "lenet5_table": ((28, 28, 1), (10, 20), "jaxvision_per_core"),  # the default job's
-        "resnet18_cifar": ((32, 32, 3), (1, 2), "jaxvision_threads"),  # cifar10_resnet18_recipe's
+        "lenet5_table": ((28, 28, 1), (10, 20), ("jaxvision_per_core", "ynnpack")),  # the default job's
+        "resnet18_cifar": ((32, 32, 3), (1, 2), ("jaxvision_threads", "eigen")),  # cifar10_resnet18_recipe's
     }
     chosen = args.networks.split(",")
     if unknown := sorted(set(chosen) - set(networks)):
         parser.error(f"unknown networks {unknown}; valid: {', '.join(networks)}")
     rows = [
-        benchmark_network(name, networks[name][0], jax_contenders=jax_contenders, library_contender=networks[name][2],
-                          repetitions=repetitions, steps=networks[name][1][0 if args.quick else 1], roofline=roofline)
+        benchmark_network(name, networks[name][0], jax_contenders=jax_contenders, library_contender=networks[name][2][0],
+                          convolutions=networks[name][2][1], repetitions=repetitions,
+                          steps=networks[name][1][0 if args.quick else 1], roofline=roofline)
         for name in chosen
     ]
     print(markdown(rows, jax_contenders["jaxvision_per_core"]))

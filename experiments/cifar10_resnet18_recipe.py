@@ -51,8 +51,10 @@ def get_config(arg: str | None = None):
     config.checkpoint.best_metric = "test_accuracy"
     config.checkpoint.keep = 2
     # CPU-only machines: elementwise fusions on every core beat one device per core for CIFAR
-    # ResNets (training/cpu_fusions.py); accelerators ignore it.
+    # ResNets, and XLA's Eigen convolutions YNNPACK's for their 3x3 layers
+    # (training/cpu_fusions.py); accelerators ignore both.
     config.cpu_parallelism = "threads"
+    config.cpu_convolutions = "eigen"
     variants = ("short", "cutmix", "stochastic_depth", "smoke")
     if arg == "short":
         config.num_epochs = 30

@@ -42,8 +42,10 @@ def get_config(arg: str | None = None):
     config.log_every_steps = 100
     config.checkpoint.best_metric = "test_accuracy"
     # CPU-only machines: elementwise fusions on every core beat one device per core for CIFAR
-    # ResNets (training/cpu_fusions.py); accelerators ignore it.
+    # ResNets, and XLA's Eigen convolutions YNNPACK's for their 3x3 layers
+    # (training/cpu_fusions.py); accelerators ignore both.
     config.cpu_parallelism = "threads"
+    config.cpu_convolutions = "eigen"
     if arg == "smoke":
         config.dataset.name = "embedded_digits"
         config.batch_size = 8

@@ -163,7 +163,7 @@ def configure_devices(config) -> str:
 
     cpu_devices.configure_cpu_parallelism(
         config.cpu_parallelism, config.cpu_devices or config.num_devices,
-        (config.batch_size, config.eval_batch_size),
+        (config.batch_size, config.eval_batch_size), config.cpu_convolutions,
     )
     devices = jax.devices()
     count = config.num_devices or len(devices)

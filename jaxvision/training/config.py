@@ -67,6 +67,9 @@ def classification_config() -> ml_collections.ConfigDict:
     # runs elementwise fusions on every core of one device (training/cpu_fusions.py: faster for
     # the CIFAR ResNets, slower for LeNet-5 and ViTs).
     config.cpu_parallelism = "devices"
+    # CPU platform only, likewise: the convolution kernels, "ynnpack" (XLA's default) or "eigen"
+    # (XLA's own; faster for 3x3 ResNet layers, slower for LeNet-5's 5x5; training/cpu_fusions.py).
+    config.cpu_convolutions = "ynnpack"
     config.log_every_steps = 50
     config.eval_every_steps = 0  # 0: once per epoch
     config.early_stopping_patience = 0  # stop after this many evaluations without a better checkpoint.best_metric; 0: off

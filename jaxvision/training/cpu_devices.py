@@ -24,7 +24,8 @@ the pool, to two threads per device (8 runs of 3,000 queued one-convolution step
 slower), and jaxvision's loops keep at most two steps queued (`jaxvision.training.dispatch`).
 
 Splitting the batch is one of two ways to use the cores; `configure_cpu_parallelism` picks between
-it and threaded elementwise fusions on one device (`training/cpu_fusions.py`, which measures both).
+it and threaded elementwise fusions on one device, and which kernels run the convolutions
+(`training/cpu_fusions.py`, which measures the combinations).
 
 Results are bitwise reproducible for the same device count (`results.json` records it); a run on
 another number of devices agrees to float32 rounding, not bit for bit.
@@ -71,22 +72,29 @@ def automatic_cpu_device_count(batch_sizes: Sequence[int], cores: int) -> int:
     return max(count for count in range(1, cores + 1) if common % count == 0)
 
 
-def configure_cpu_parallelism(strategy: str, requested: int, batch_sizes: Sequence[int]) -> int | None:
+def configure_cpu_parallelism(
+    strategy: str, requested: int, batch_sizes: Sequence[int], convolutions: str = "ynnpack"
+) -> int | None:
     """Spread a CPU-only run over the cores the way `strategy` says; call before any JAX operation.
 
     Args:
       strategy: "devices": one device per core (`configure_cpu_devices(requested, ...)`);
-        "threads": elementwise fusions on every core (`cpu_fusions.thread_elementwise_fusions`) on
-        `requested` devices, 1 when `requested` is 0.
+        "threads": elementwise fusions on every core (YNNPACK's, `cpu_fusions`) on `requested`
+        devices, 1 when `requested` is 0.
       requested, batch_sizes: as for `configure_cpu_devices`.
+      convolutions: "ynnpack" (XLA's default) or "eigen": which kernels run the convolutions
+        (`cpu_fusions.ynn_fusion_types`).
 
     Returns:
       What `configure_cpu_devices` returns.
     """
     if strategy not in CPU_PARALLELISM:
         raise ValueError(f"unknown cpu_parallelism {strategy!r}; valid: {', '.join(CPU_PARALLELISM)}")
+    fusion_types = cpu_fusions.ynn_fusion_types(strategy, convolutions)
+    cpu_fusions.set_ynn_fusion_types(
+        fusion_types, f"cpu_parallelism={strategy!r}, cpu_convolutions={convolutions!r}"
+    )
     if strategy == "threads":
-        cpu_fusions.thread_elementwise_fusions()
         requested = requested or 1
     return configure_cpu_devices(requested, batch_sizes)
 

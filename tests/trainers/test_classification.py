@@ -144,15 +144,17 @@ def test_cli_default_splits_the_batch_over_one_cpu_device_per_core(reference_run
         np.testing.assert_allclose(params[name], reference_params[name], atol=1e-4, err_msg=name)
 
 
-def test_cli_threads_trains_on_one_device_with_threaded_fusions(reference_run, digits_data_dir, tmp_path):
-    """`--config.cpu_parallelism=threads`: one CPU device, XLA:CPU's YNNPACK elementwise fusions
-    (recorded in results.json), the same model as XLA's own fusions up to float32 rounding."""
+def test_cli_threads_and_eigen_convolutions_train_on_one_device(reference_run, digits_data_dir, tmp_path):
+    """`--config.cpu_parallelism=threads --config.cpu_convolutions=eigen` (the CIFAR ResNet
+    configs' setting): one CPU device, YNNPACK elementwise fusions and XLA's Eigen convolutions
+    (recorded in results.json), the same model as XLA's defaults up to float32 rounding."""
     workdir = str(tmp_path)
     result = run_python(["-m", "jaxvision.cli", *smoke_cli_args(workdir, digits_data_dir),
-                         "--config.cpu_parallelism=threads"],
+                         "--config.cpu_parallelism=threads", "--config.cpu_convolutions=eigen"],
                         env_extra=dict.fromkeys(cpu_devices.CPU_SETUP_VARIABLES))
-    flag = f"{cpu_fusions.YNN_FUSION_FLAG}={cpu_fusions.THREADED_FUSION_TYPES}"
-    assert f"on 1 CPU device (XLA:CPU YNNPACK fusions: {cpu_fusions.THREADED_FUSION_TYPES})" in result.stdout
+    fusion_types = cpu_fusions.ynn_fusion_types("threads", "eigen")
+    flag = f"{cpu_fusions.YNN_FUSION_FLAG}={fusion_types}"
+    assert f"on 1 CPU device (XLA:CPU YNNPACK fusions: {fusion_types})" in result.stdout
     results, reference = read_results(workdir), read_results(reference_run[0])
     assert results["xla_flags"] == flag and flag not in reference["xla_flags"]
     assert results["num_devices"] == 1 and results["num_steps"] == reference["num_steps"]
