@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvision.cli import DEFAULT_CONFIG, load_config
 from jaxvision.training import cpu_devices
 from jaxvision.training.dispatch import DispatchWindow
 
@@ -338,19 +339,21 @@ def main():
     roofline = matmul_roofline()
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, {os.cpu_count()} cores; "
           f"jax {jax.__version__}, torch {torch.__version__}; f32 matmul roofline {roofline / 1e9:.1f} GFLOP/s")
-    networks = {  # name: (image shape, steps per timed repetition (quick, full), the library's setting)
-        "lenet5_table": ((28, 28, 1), (10, 20), ("jaxvision_per_core", "ynnpack")),  # the default job's
-        "resnet18_cifar": ((32, 32, 3), (1, 2), ("jaxvision_threads", "eigen")),  # cifar10_resnet18_recipe's
+    networks = {  # name: (image shape, steps per timed repetition (quick, full), the config that trains it)
+        "lenet5_table": ((28, 28, 1), (10, 20), DEFAULT_CONFIG),
+        "resnet18_cifar": ((32, 32, 3), (1, 2), "cifar10_resnet18_recipe"),
     }
     chosen = args.networks.split(",")
     if unknown := sorted(set(chosen) - set(networks)):
         parser.error(f"unknown networks {unknown}; valid: {', '.join(networks)}")
-    rows = [
-        benchmark_network(name, networks[name][0], jax_contenders=jax_contenders, library_contender=networks[name][2][0],
-                          convolutions=networks[name][2][1], repetitions=repetitions,
-                          steps=networks[name][1][0 if args.quick else 1], roofline=roofline)
-        for name in chosen
-    ]
+    rows = []
+    for name in chosen:
+        image_shape, steps, config_name = networks[name]
+        config = load_config(config_name)  # the library's CPU setting for the network
+        rows.append(benchmark_network(
+            name, image_shape, jax_contenders=jax_contenders, convolutions=config.cpu_convolutions,
+            library_contender="jaxvision_threads" if config.cpu_parallelism == "threads" else "jaxvision_per_core",
+            repetitions=repetitions, steps=steps[0 if args.quick else 1], roofline=roofline))
     print(markdown(rows, jax_contenders["jaxvision_per_core"]))
     report = {"roofline_flops": roofline, "jax": jax.__version__, "torch": torch.__version__, "networks": rows}
     if not args.skip_default_job:

@@ -76,6 +76,7 @@ def ynn_fusion_types(parallelism: str, convolutions: str) -> str:
 
 
 def jaxlib_version() -> tuple[int, ...]:
+    """The installed jaxlib's (major, minor, patch), e.g. (0, 10, 2)."""
     return tuple(int(part) for part in re.findall(r"\d+", importlib.metadata.version("jaxlib"))[:3])
 
 
@@ -94,10 +95,10 @@ def set_ynn_fusion_types(fusion_types: str, setting: str) -> bool:
     """
     if fusion_types == XLA_DEFAULT_FUSION_TYPES or fusion_types_in_xla_flags() is not None:
         return False
-    if jaxlib_version() < FIRST_JAXLIB_WITH_FUSION_TYPES:
+    if (installed := jaxlib_version()) < FIRST_JAXLIB_WITH_FUSION_TYPES:
         logger.warning(
             "%s has no effect: jaxlib %s predates %s (jaxlib >= %s); XLA's default fusions are used",
-            setting, importlib.metadata.version("jaxlib"), YNN_FUSION_FLAG,
+            setting, ".".join(map(str, installed)), YNN_FUSION_FLAG,
             ".".join(map(str, FIRST_JAXLIB_WITH_FUSION_TYPES)),
         )
         return False
