@@ -1,16 +1,20 @@
 """One 3x3 convolution layer, forward and forward+backward, XLA:CPU against PyTorch CPU.
 
     python experiments/bench_conv_layer.py --out=bench_results/conv_layer [--batch=128] [--repetitions=7]
+        [--cpu-convolutions=eigen|ynnpack]
 
-Why this exists: `bench_train_step.py` finds the ResNet-18 (CIFAR stem) train step at about half of
-PyTorch's CPU throughput, and issue 2 asks for 1.2x. This benchmark isolates the layer that dominates
-that step (3x3 convolution, stride 1, padding 1, no bias, NHWC in jax / NCHW in torch as
-`bench_train_step.py` runs it) at ResNet-18's four CIFAR shapes, and sets every contender against the
-f32 matmul roofline measured in the same process, to show where the gap is and how far it can close.
+Why this exists: `bench_train_step.py` finds the ResNet-18 (CIFAR stem) train step below PyTorch's CPU
+throughput (0.5x when this was written, 0.74-0.98x with Eigen convolutions), and issue 2 asks for
+1.2x. This benchmark isolates the layer that dominates that step's arithmetic (3x3 convolution,
+stride 1, padding 1, no bias, NHWC in jax / NCHW in torch as `bench_train_step.py` runs it) at
+ResNet-18's four CIFAR shapes, and sets every contender against the f32 matmul roofline measured in
+the same process, to show where the gap is. Results: experiments/README.md.
 
 Contenders (float32, batch `--batch`, all threads):
   - xla:        `lax.conv_general_dilated` (what `nn.Conv` lowers to), jitted; fwd+bwd is the VJP
-                 for both the input and the kernel, as in training;
+                 for both the input and the kernel, as in training. XLA:CPU runs it with the
+                 kernels `--cpu-convolutions` picks (`jaxvision.training.cpu_fusions`): "eigen"
+                 (the default here, what the CIFAR ResNet configs use) or "ynnpack" (XLA's default);
   - xla_im2col: the same layer as one matmul over im2col patches `[N*H*W, 9*C] @ [9*C, D]` (XLA's
                  dot emitter, which reaches the roofline on square matmuls) -- the reformulation
                  that helped 1x1 convolutions (`jaxvision.models.layers.matmul_conv`);
@@ -29,6 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from bench_train_step import matmul_roofline  # experiments/ is on sys.path when run as a script
 from jax import lax
+
+from jaxvision.training import cpu_fusions
 
 # ResNet-18 with a CIFAR stem on 32x32 inputs: (spatial size, channels in = channels out).
 RESNET18_CIFAR_SHAPES = ((32, 64), (16, 128), (8, 256), (4, 512))
@@ -121,13 +127,18 @@ def main(argv=None):
     parser.add_argument("--out", default="bench_results/conv_layer")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repetitions", type=int, default=7)
+    parser.add_argument("--cpu-convolutions", default="eigen", choices=cpu_fusions.CPU_CONVOLUTIONS,
+                        help="XLA:CPU's convolution kernels (set before JAX starts)")
     args = parser.parse_args(argv)
+    cpu_fusions.set_ynn_fusion_types(cpu_fusions.ynn_fusion_types("devices", args.cpu_convolutions),
+                                     f"--cpu-convolutions={args.cpu_convolutions}")
 
     import torch
 
     torch.set_num_threads(os.cpu_count())
     roofline = matmul_roofline()
-    print(f"f32 matmul roofline (2048^3, jax): {roofline / 1e9:.1f} GFLOP/s; load average {os.getloadavg()}")
+    print(f"f32 matmul roofline (2048^3, jax): {roofline / 1e9:.1f} GFLOP/s; load average {os.getloadavg()}; "
+          f"XLA:CPU YNNPACK fusions: {cpu_fusions.fusion_types_in_xla_flags() or 'XLA default'}")
     rows = []
     for size, channels in RESNET18_CIFAR_SHAPES:
         flops = 2 * args.batch * size * size * 9 * channels * channels  # one conv; backward is 2x this
@@ -160,7 +171,9 @@ def main(argv=None):
         )
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "conv_layer.json"), "w") as file:
-        json.dump(dict(roofline_flops=roofline, batch=args.batch, load_average=os.getloadavg(), rows=rows), file, indent=1)
+        json.dump(dict(roofline_flops=roofline, batch=args.batch, load_average=os.getloadavg(),
+                       cpu_convolutions=args.cpu_convolutions, xla_flags=os.environ.get("XLA_FLAGS", ""),
+                       rows=rows), file, indent=1)
 
 
 if __name__ == "__main__":
