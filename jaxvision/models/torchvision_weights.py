@@ -309,18 +309,18 @@ def to_torchvision(model_name: str, variables: Mapping[str, Any]) -> dict[str, n
     return state_dict
 
 
-def load_torchvision_weights(model_name: str, path: str | os.PathLike, **model_kwargs) -> dict[str, Any]:
-    """`from_torchvision` on a weights file: `.safetensors` (read with `safetensors`, no torch) or
-    `.pth`/`.pt` (torchvision's downloads; read with `torch.load(weights_only=True)`, which refuses
-    anything but tensors, so no code from the file runs)."""
+def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A weights file as a `state_dict` of numpy arrays: `.safetensors` (read with `safetensors`, no
+    torch) or `.pth`/`.pt` (torchvision's downloads; read with `torch.load(weights_only=True)`, which
+    refuses anything but tensors, so no code from the file runs)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no weights file at {path!r}")
     if path.endswith(".safetensors"):
         from safetensors.numpy import load_file
 
-        state_dict = load_file(path)
-    elif path.endswith((".pth", ".pt")):
+        return load_file(path)
+    if path.endswith((".pth", ".pt")):
         try:
             import torch
         except ImportError as error:
@@ -328,7 +328,25 @@ def load_torchvision_weights(model_name: str, path: str | os.PathLike, **model_k
         loaded = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(loaded, dict) or not all(isinstance(value, torch.Tensor) for value in loaded.values()):
             raise ValueError(f"{path!r} is not a state_dict (a dict of tensors); got {type(loaded).__name__}")
-        state_dict = {key: value.float().numpy() if value.is_floating_point() else value.numpy() for key, value in loaded.items()}
-    else:
-        raise ValueError(f"unknown weights format {path!r}: expected .safetensors, .pth or .pt")
-    return from_torchvision(model_name, state_dict, **model_kwargs)
+        return {key: value.float().numpy() if value.is_floating_point() else value.numpy() for key, value in loaded.items()}
+    raise ValueError(f"unknown weights format {path!r}: expected .safetensors, .pth or .pt")
+
+
+def load_torchvision_weights(model_name: str, path: str | os.PathLike, **model_kwargs) -> dict[str, Any]:
+    """`from_torchvision` on a weights file (`read_state_dict`: .safetensors, .pth or .pt)."""
+    return from_torchvision(model_name, read_state_dict(path), **model_kwargs)
+
+
+def checkpoint_classes(model_name: str, state_dict: Mapping[str, Any]) -> int | None:
+    """The number of classes of a torchvision `state_dict`'s classifier (1000 for ImageNet weights),
+    None if it has none."""
+    return _checkpoint_classes(_family(model_name), state_dict)
+
+
+def classifier_mask(model_name: str, params: Any) -> Any:
+    """A pytree like `params` (a model's `params` collection) with True on the classifier's leaves:
+    the layers with `num_classes` outputs (fc / fc8 / classifier / head, and GoogLeNet's auxiliary
+    fc2), the part a linear probe trains and fine-tuning on new classes re-initialises."""
+    family = _family(model_name)
+    flat = traverse_util.flatten_dict(params)
+    return traverse_util.unflatten_dict({path: _is_classifier(family, ("params", *path)) for path in flat})

@@ -24,7 +24,7 @@ from jaxvision import models
 from jaxvision.data import holdout, pipeline
 from jaxvision.data import tfds as datasets
 from jaxvision.metrics import classification as metrics_lib
-from jaxvision.training import augmentation, dispatch, loop, optimizers, sharding
+from jaxvision.training import augmentation, dispatch, loop, optimizers, pretrained, sharding
 from jaxvision.training.loop import (  # noqa: F401 (the errors are re-exported)
     Experiment,
     NonFiniteLossError,
@@ -91,6 +91,9 @@ def make_train_step(config, *, mean=None, std=None, num_classes: int | None = No
     with mixup/CutMix, train accuracy is measured against each image's original label.
     """
     label_smoothing = float(config.label_smoothing)
+    # The linear probe runs its frozen backbone in inference mode: BatchNorm on its running
+    # statistics (left unchanged), dropout off (training/pretrained.py).
+    train_mode = config.get("trainable", "all") != "classifier"
     l2_strength = float(config.optimizer.l2_regularization)
     ema_decay = float(config.ema_decay)
     augment_batch = None
@@ -113,7 +116,7 @@ def make_train_step(config, *, mean=None, std=None, num_classes: int | None = No
             (logits, _), updates = state.apply_fn(
                 {"params": params, "batch_stats": state.batch_stats},
                 images,
-                train=True,
+                train=train_mode,
                 rngs={"dropout": dropout_key, "drop_path": drop_path_key},
                 mutable=["batch_stats"],
             )
@@ -149,6 +152,7 @@ def make_eval_step():
 def build_experiment(config) -> Experiment:
     """Data statistics, model, optimizer and the replicated initial state for `config`."""
     loop.validate_config(config)
+    pretrained.check_config(config)
     spec = datasets.get_dataset_spec(config.dataset.name)
     data_dir = config.dataset.data_dir or None
     mean, std = datasets.normalization_stats(config.dataset.name, data_dir=data_dir, download=config.dataset.download)
@@ -225,6 +229,8 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
         experiment, workdir, train_iterator=train_iterator, train_step=train_step, prepare_batch=prepare_batch,
         evaluate_state=lambda state: loop.evaluate_splits(evaluate, experiment, state, eval_fn=eval_fn),
         show_progress=show_progress,
+        # Read only when there is no checkpoint to resume from.
+        fresh_state=(lambda: pretrained.start_from_weights(experiment).state) if config.get("init_from") else None,
     )
     results = loop.base_results(experiment, outcome, workdir, start_time)
     write_json(os.path.join(workdir, "results.json"), results)

@@ -273,6 +273,7 @@ def run_training(
     prepare_batch: Callable[[dict], dict],
     evaluate_state: Callable[[Any], dict[str, dict[str, float]]],
     show_progress: bool = True,
+    fresh_state: Callable[[], Any] | None = None,
 ) -> LoopOutcome:
     """Restore, then train `experiment` to `num_steps`: log, evaluate, early-stop, checkpoint.
 
@@ -283,6 +284,8 @@ def run_training(
       prepare_batch: host-side checks of a numpy batch; returns the dict the step takes.
       evaluate_state: `state -> {"test": metrics, ...}` (`evaluate_splits` for most trainers);
         each split is logged and enters the results as "<split>_<metric>".
+      fresh_state: builds the starting state when no checkpoint restores (e.g. from published
+        weights, `training/pretrained.py`); None: `experiment.state`.
 
     Every `config.eval_every_steps` (0: each epoch) and at the end it evaluates; checkpoints are
     saved then (or every `config.checkpoint.every_steps`), never from a NaN loss.
@@ -300,6 +303,8 @@ def run_training(
         if data_state is not None:
             train_iterator.set_state(data_state)
         logger.info("resumed from step %d in %s", restored_step, checkpointer.directory)
+    elif fresh_state is not None:
+        state = fresh_state()
 
     step = int(jax.device_get(state.step))
     run_logger = logging_lib.RunLogger(workdir, total_steps=experiment.num_steps, initial_step=step, show_progress=show_progress)

@@ -7,10 +7,16 @@ so weight decay is *decoupled* (Loshchilov & Hutter, "Decoupled Weight Decay Reg
 Explicit L2 regularization (`0.5 * l2 * ||w||^2` added to the loss) is the separate option
 `optimizer.l2_regularization`, applied by the trainer, so the two can be contrasted.
 Gradient accumulation wraps the chain in `optax.MultiSteps`; the schedule then counts updates.
+The linear probe (`config.trainable = "classifier"`, training/pretrained.py) routes every
+parameter but the classifier's to `optax.set_to_zero` through `optax.multi_transform`.
 """
+
+import functools
 
 import jax
 import optax
+
+from jaxvision.models import torchvision_weights
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
@@ -89,9 +95,18 @@ def make_optimizer(config, schedule) -> optax.GradientTransformation:
         parts.append(optax.add_decayed_weights(opt.weight_decay, mask=decay_mask))
     parts.append(optax.scale_by_learning_rate(schedule))
     tx = optax.chain(*parts)
+    if config.get("trainable", "all") == "classifier":  # the linear probe (training/pretrained.py)
+        tx = optax.multi_transform(
+            {"trainable": tx, "frozen": optax.set_to_zero()}, functools.partial(_probe_labels, config.model)
+        )
     if opt.grad_accumulation_steps > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=opt.grad_accumulation_steps)
     return tx
+
+
+def _probe_labels(model_name: str, params):
+    return jax.tree.map(lambda is_classifier: "trainable" if is_classifier else "frozen",
+                        torchvision_weights.classifier_mask(model_name, params))
 
 
 def l2_penalty(params):

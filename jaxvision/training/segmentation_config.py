@@ -28,6 +28,8 @@ def segmentation_config() -> ml_collections.ConfigDict:
     config.num_overlays = 8
     config.num_eval_examples = 0
     config.checkpoint.best_metric = "test_mean_iou"
+    # Published-weights starts are wired for classifiers only (training/pretrained.py).
+    del config.init_from, config.trainable
     return config
 
 

@@ -1,0 +1,133 @@
+"""Starting a training run from published weights: fine-tuning and the linear probe.
+
+Two config keys (`training/config.py`):
+
+  - `init_from`: a torchvision weights file (`.safetensors`, `.pth` or `.pt`, e.g. torchvision's
+    `resnet18-f37072fd.pth`) for `config.model`, loaded by `jaxvision.models.torchvision_weights`
+    into the initial state of a fresh run (a resumed run restores its checkpoint instead). When
+    the data set has other classes than the checkpoint (1000 for ImageNet weights), the classifier
+    keeps its fresh initialisation from `config.seed`, as timm's `pretrained=True, num_classes=N`.
+    A first convolution trained on RGB takes grayscale data by summing its kernel over the three
+    input channels (the same outputs as the RGB kernel on the gray image copied to R, G and B);
+    other channel counts repeat the RGB kernel and rescale it by 3 / channels (timm's
+    `adapt_input_conv`).
+  - `trainable`: "all" (fine-tuning: every parameter learns) or "classifier" (the linear probe: the
+    backbone is frozen, parameters and BatchNorm statistics alike, and runs in inference mode, so
+    dropout is off; only the classifier layer learns, `optimizers.make_optimizer` zeroes the rest).
+
+Inputs are normalised with the data set's own statistics, as in every jaxvision run; torchvision's
+ImageNet weights were trained with ImageNet's (`torchvision_weights` module docstring), and
+fine-tuning adapts the first layers to the shift.
+"""
+
+import dataclasses
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from jaxvision.models import torchvision_weights
+from jaxvision.training import sharding
+
+logger = logging.getLogger(__name__)
+
+TRAINABLE = ("all", "classifier")
+
+
+def check_config(config) -> None:
+    """ValueError for an unknown `config.trainable`, or weights/probe asked of a model with no
+    torchvision counterpart (whose layers and classifier jaxvision could not name)."""
+    trainable = config.get("trainable", "all")
+    if trainable not in TRAINABLE:
+        raise ValueError(f"unknown config.trainable {trainable!r}; valid: {', '.join(TRAINABLE)}")
+    needs_counterpart = config.get("init_from") or trainable == "classifier"
+    if needs_counterpart and config.model not in torchvision_weights.TORCHVISION_MODELS:
+        what = "config.init_from" if config.get("init_from") else "config.trainable='classifier'"
+        raise ValueError(
+            f"{what} needs a model with torchvision weights; {config.model!r} has none. Valid models: "
+            f"{', '.join(torchvision_weights.TORCHVISION_MODELS)}"
+        )
+
+
+def adapt_input_channels(kernel: np.ndarray, channels: int) -> np.ndarray:
+    """A first-layer conv kernel `[kh, kw, 3, out]` trained on RGB, for `channels` input channels.
+
+    1 channel: the sum over R, G, B (exact for a gray image fed as three equal channels). Otherwise
+    the RGB kernel repeated along the input axis, cut to `channels`, times 3 / channels, which keeps
+    the output scale for inputs of similar statistics (timm's `adapt_input_conv`).
+    """
+    if kernel.ndim != 4 or kernel.shape[2] != 3:
+        raise ValueError(f"expected an RGB conv kernel [kh, kw, 3, out], got shape {kernel.shape}")
+    if channels == 1:
+        return kernel.sum(axis=2, keepdims=True)
+    repeats = -(-channels // 3)
+    return np.tile(kernel, (1, 1, repeats, 1))[:, :, :channels] * (3.0 / channels)
+
+
+def _fitted(path: tuple[str, ...], loaded: np.ndarray, target_shape: tuple[int, ...]) -> np.ndarray:
+    """`loaded` reshaped to the run's leaf: equal shapes pass, an RGB first conv adapts its input
+    channels, anything else is an error naming the layer."""
+    if loaded.shape == tuple(target_shape):
+        return loaded
+    rgb_conv = loaded.ndim == 4 and loaded.shape[2] == 3 and len(target_shape) == 4
+    if rgb_conv and loaded.shape[:2] + loaded.shape[3:] == tuple(target_shape[:2]) + tuple(target_shape[3:]):
+        logger.info("init_from: %s takes %d input channels from RGB weights", "/".join(path), target_shape[2])
+        return adapt_input_channels(loaded, target_shape[2])
+    raise ValueError(
+        f"init_from: the weights' {'/'.join(path)} has shape {loaded.shape}, the run's model {tuple(target_shape)} "
+        "(a different architecture, or an input size the weights do not fit, e.g. a ViT's image_size)"
+    )
+
+
+def merge_weights(model_name: str, state_dict, params, batch_stats) -> tuple[dict, dict]:
+    """`(params, batch_stats)` of a run (numpy or device arrays, the model's own initialisation)
+    with every layer replaced by the torchvision `state_dict`'s, except a classifier whose class
+    count differs from the checkpoint's, which keeps its initialisation. float32 numpy arrays."""
+    num_classes = _classes(model_name, params)
+    new_classifier = torchvision_weights.checkpoint_classes(model_name, state_dict) not in (None, num_classes)
+    loaded = torchvision_weights.from_torchvision(
+        model_name, state_dict, num_classes=num_classes,
+        new_classifier_key=jax.random.key(0) if new_classifier else None,  # replaced by the run's below
+    )  # fmt: skip
+    is_classifier = traverse_util.flatten_dict(torchvision_weights.classifier_mask(model_name, params))
+    merged = {}
+    for collection, current in (("params", params), ("batch_stats", batch_stats)):
+        flat_loaded = traverse_util.flatten_dict(loaded.get(collection, {}))
+        flat = {}
+        for path, leaf in traverse_util.flatten_dict(current).items():
+            keep_own = collection == "params" and new_classifier and is_classifier[path]
+            flat[path] = np.asarray(leaf, np.float32) if keep_own else _fitted(path, flat_loaded[path], np.shape(leaf))
+        merged[collection] = traverse_util.unflatten_dict(flat) if flat else {}
+    return merged["params"], merged["batch_stats"]
+
+
+def _classes(model_name: str, params) -> int:
+    """The run's class count: the output width of its (first) classifier layer."""
+    flat = traverse_util.flatten_dict(params)
+    is_classifier = traverse_util.flatten_dict(torchvision_weights.classifier_mask(model_name, params))
+    return min(int(np.shape(leaf)[-1]) for path, leaf in flat.items() if is_classifier[path] and path[-1] == "bias")
+
+
+def start_from_weights(experiment):
+    """`experiment` with its initial state's parameters and BatchNorm statistics taken from
+    `config.init_from` (`merge_weights`), the EMA copy and the optimizer state rebuilt from them,
+    replicated over the experiment's mesh as before."""
+    config, state = experiment.config, experiment.state
+    state_dict = torchvision_weights.read_state_dict(config.init_from)
+    params, batch_stats = merge_weights(
+        config.model, state_dict, jax.device_get(state.params), jax.device_get(state.batch_stats)
+    )
+    replicated = sharding.replicated_sharding(experiment.mesh)
+
+    def rebuild(state, params, batch_stats):
+        params = jax.tree.map(lambda new, old: new.astype(old.dtype), params, state.params)
+        # A real copy: donating a state whose two leaves share one buffer fails (see JAX_NOTES).
+        ema_params = None if state.ema_params is None else jax.tree.map(jnp.copy, params)
+        return state.replace(params=params, batch_stats=batch_stats, opt_state=state.tx.init(params),
+                             ema_params=ema_params)
+
+    new_state = jax.jit(rebuild, out_shardings=replicated)(state, params, batch_stats)
+    logger.info("initialised %s from %s", config.model, config.init_from)
+    return dataclasses.replace(experiment, state=new_state)
