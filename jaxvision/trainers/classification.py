@@ -230,7 +230,7 @@ def train_and_evaluate(config, workdir: str, *, show_progress: bool = True) -> d
         evaluate_state=lambda state: loop.evaluate_splits(evaluate, experiment, state, eval_fn=eval_fn),
         show_progress=show_progress,
         # Read only when there is no checkpoint to resume from.
-        fresh_state=(lambda: pretrained.start_from_weights(experiment).state) if config.get("init_from") else None,
+        fresh_state=(lambda: pretrained.state_from_weights(experiment)) if config.get("init_from") else None,
     )
     results = loop.base_results(experiment, outcome, workdir, start_time)
     write_json(os.path.join(workdir, "results.json"), results)

@@ -20,16 +20,16 @@ ImageNet weights were trained with ImageNet's (`torchvision_weights` module docs
 fine-tuning adapts the first layers to the shift.
 """
 
-import dataclasses
+import functools
 import logging
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
 from jaxvision.models import torchvision_weights
 from jaxvision.training import sharding
+from jaxvision.training.state import train_state_from_variables
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +81,11 @@ def _fitted(path: tuple[str, ...], loaded: np.ndarray, target_shape: tuple[int, 
     )
 
 
-def merge_weights(model_name: str, state_dict, params, batch_stats) -> tuple[dict, dict]:
-    """`(params, batch_stats)` of a run (numpy or device arrays, the model's own initialisation)
-    with every layer replaced by the torchvision `state_dict`'s, except a classifier whose class
-    count differs from the checkpoint's, which keeps its initialisation. float32 numpy arrays."""
-    num_classes = _classes(model_name, params)
+def merge_weights(model_name: str, state_dict, params, batch_stats, *, num_classes: int) -> tuple[dict, dict]:
+    """`(params, batch_stats)` of a run with `num_classes` classes (numpy or device arrays, the
+    model's own initialisation) with every layer replaced by the torchvision `state_dict`'s, except a
+    classifier whose class count differs from the checkpoint's, which keeps its initialisation.
+    float32 numpy arrays."""
     new_classifier = torchvision_weights.checkpoint_classes(model_name, state_dict) not in (None, num_classes)
     loaded = torchvision_weights.from_torchvision(
         model_name, state_dict, num_classes=num_classes,
@@ -103,31 +103,17 @@ def merge_weights(model_name: str, state_dict, params, batch_stats) -> tuple[dic
     return merged["params"], merged["batch_stats"]
 
 
-def _classes(model_name: str, params) -> int:
-    """The run's class count: the output width of its (first) classifier layer."""
-    flat = traverse_util.flatten_dict(params)
-    is_classifier = traverse_util.flatten_dict(torchvision_weights.classifier_mask(model_name, params))
-    return min(int(np.shape(leaf)[-1]) for path, leaf in flat.items() if is_classifier[path] and path[-1] == "bias")
-
-
-def start_from_weights(experiment):
-    """`experiment` with its initial state's parameters and BatchNorm statistics taken from
-    `config.init_from` (`merge_weights`), the EMA copy and the optimizer state rebuilt from them,
-    replicated over the experiment's mesh as before."""
+def state_from_weights(experiment):
+    """The initial state of `experiment` with its parameters and BatchNorm statistics taken from
+    `config.init_from` (`merge_weights`), the optimizer state and EMA copy rebuilt from them,
+    replicated over the experiment's mesh like `experiment.state`."""
     config, state = experiment.config, experiment.state
-    state_dict = torchvision_weights.read_state_dict(config.init_from)
     params, batch_stats = merge_weights(
-        config.model, state_dict, jax.device_get(state.params), jax.device_get(state.batch_stats)
+        config.model, torchvision_weights.read_state_dict(config.init_from), jax.device_get(state.params),
+        jax.device_get(state.batch_stats), num_classes=experiment.spec.num_classes,
     )
-    replicated = sharding.replicated_sharding(experiment.mesh)
-
-    def rebuild(state, params, batch_stats):
-        params = jax.tree.map(lambda new, old: new.astype(old.dtype), params, state.params)
-        # A real copy: donating a state whose two leaves share one buffer fails (see JAX_NOTES).
-        ema_params = None if state.ema_params is None else jax.tree.map(jnp.copy, params)
-        return state.replace(params=params, batch_stats=batch_stats, opt_state=state.tx.init(params),
-                             ema_params=ema_params)
-
-    new_state = jax.jit(rebuild, out_shardings=replicated)(state, params, batch_stats)
+    build = functools.partial(train_state_from_variables, model=experiment.model, tx=state.tx,
+                              use_ema=state.ema_params is not None)
+    new_state = jax.jit(build, out_shardings=sharding.replicated_sharding(experiment.mesh))(params, batch_stats)
     logger.info("initialised %s from %s", config.model, config.init_from)
-    return dataclasses.replace(experiment, state=new_state)
+    return new_state

@@ -65,13 +65,20 @@ def create_train_state(key, model, tx, image_shape, *, use_ema: bool = False) ->
     """
     dummy = jnp.zeros((1, *image_shape), jnp.float32)
     variables = model.init({"params": key, "dropout": key}, dummy, train=False)
-    params = variables["params"]
+    return train_state_from_variables(
+        variables["params"], variables.get("batch_stats", {}), model, tx, use_ema=use_ema
+    )
+
+
+def train_state_from_variables(params, batch_stats, model, tx, *, use_ema: bool = False) -> TrainState:
+    """A step-0 state holding `params` and `batch_stats` (e.g. loaded weights), with a fresh
+    optimizer state and, with `use_ema`, an EMA copy of the parameters."""
     # A real copy: donating a state whose two leaves share one buffer fails (see JAX_NOTES).
     ema_params = jax.tree.map(jnp.copy, params) if use_ema else None
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
-        batch_stats=variables.get("batch_stats", {}),
+        batch_stats=batch_stats,
         opt_state=tx.init(params),
         ema_params=ema_params,
         apply_fn=model.apply,

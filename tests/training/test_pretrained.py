@@ -57,7 +57,7 @@ def test_merge_loads_every_layer_adapts_the_stem_and_keeps_a_new_classifier(publ
     published, path = published_resnet18
     run = create_model("resnet18", num_classes=10).init(jax.random.key(1), jnp.zeros((1, 28, 28, 1)), train=False)
     params, batch_stats = pretrained.merge_weights(
-        "resnet18", torchvision_weights.read_state_dict(path), run["params"], run["batch_stats"]
+        "resnet18", torchvision_weights.read_state_dict(path), run["params"], run["batch_stats"], num_classes=10
     )
     loaded, original, own = _flat(params), _flat(published["params"]), _flat(run["params"])
     assert loaded.keys() == own.keys()
@@ -74,7 +74,7 @@ def test_same_classes_load_the_published_classifier(published_resnet18):
     published, path = published_resnet18
     run = create_model("resnet18", num_classes=1000).init(jax.random.key(1), jnp.zeros((1, 32, 32, 3)), train=False)
     params, _ = pretrained.merge_weights(
-        "resnet18", torchvision_weights.read_state_dict(path), run["params"], run["batch_stats"]
+        "resnet18", torchvision_weights.read_state_dict(path), run["params"], run["batch_stats"], num_classes=1000
     )
     np.testing.assert_array_equal(params["fc"]["kernel"], published["params"]["fc"]["kernel"])
 
@@ -85,7 +85,8 @@ def test_weights_of_another_architecture_are_refused(published_resnet18):
         lambda: create_model("resnet34", num_classes=10).init(jax.random.key(1), jnp.zeros((1, 32, 32, 3)), train=False)
     )
     with pytest.raises(ValueError, match="missing"):
-        pretrained.merge_weights("resnet34", torchvision_weights.read_state_dict(path), run["params"], run["batch_stats"])
+        pretrained.merge_weights("resnet34", torchvision_weights.read_state_dict(path), run["params"],
+                                 run["batch_stats"], num_classes=10)
 
 
 def _probe_config(digits_data_dir, weights_path, trainable):
