@@ -49,6 +49,10 @@ TORCHVISION_MODELS = (
     "densenet121", "densenet169", "densenet201",
     "vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32",
 )  # fmt: skip
+# Every model whose layers map one-to-one onto a torchvision architecture: the above, whose weights
+# torchvision publishes, and the ViT sizes torchvision's `VisionTransformer` class builds without
+# publishing weights for them (their weights come from timm: `timm_weights`).
+CONVERTIBLE_MODELS = TORCHVISION_MODELS + ("vit_ti_16", "vit_ti_32", "vit_s_16", "vit_s_32")
 
 # The fully connected layers that read a flattened `side x side` map, by model family: their
 # input rows are in (c, h, w) order in torch and (h, w, c) order in jaxvision.
@@ -76,10 +80,10 @@ _OPTIONAL_PREFIXES = {"googlenet": ("aux1.", "aux2.")}
 
 
 def _family(model_name: str) -> str:
-    if model_name not in TORCHVISION_MODELS:
+    if model_name not in CONVERTIBLE_MODELS:
         raise ValueError(
             f"model {model_name!r} has no torchvision counterpart; torchvision weights convert for: "
-            f"{', '.join(TORCHVISION_MODELS)}"
+            f"{', '.join(CONVERTIBLE_MODELS)}"
         )
     for family in ("alexnet", "vgg", "googlenet", "densenet", "vit"):
         if model_name.startswith(family):
@@ -145,7 +149,7 @@ def torchvision_names(model_name: str, variables: Mapping[str, Any]) -> dict[tup
     """Map each leaf of a jaxvision model's variables to its torchvision `state_dict` key.
 
     Args:
-      model_name: a name in `TORCHVISION_MODELS`.
+      model_name: a name in `CONVERTIBLE_MODELS`.
       variables: the model's variables (arrays or `jax.ShapeDtypeStruct`s), `{"params": ...}` and,
         for models with BatchNorm, `"batch_stats"`.
 
@@ -226,7 +230,7 @@ def from_torchvision(
     """jaxvision variables from a torchvision `state_dict`.
 
     Args:
-      model_name: a name in `TORCHVISION_MODELS`; the jaxvision model it loads into.
+      model_name: a name in `CONVERTIBLE_MODELS`; the jaxvision model it loads into.
       state_dict: torchvision `state_dict` keys -> arrays (numpy arrays, or anything `np.asarray`
         converts: CPU torch tensors included).
       new_classifier_key: for fine-tuning on other classes (timm's `pretrained=True, num_classes=N`):
@@ -311,8 +315,9 @@ def to_torchvision(model_name: str, variables: Mapping[str, Any]) -> dict[str, n
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """A weights file as a `state_dict` of numpy arrays: `.safetensors` (read with `safetensors`, no
-    torch) or `.pth`/`.pt` (torchvision's downloads; read with `torch.load(weights_only=True)`, which
-    refuses anything but tensors, so no code from the file runs)."""
+    torch) or `.pth`/`.pt`/`.bin` (torchvision's downloads, the Hugging Face hub's
+    `pytorch_model.bin`; read with `torch.load(weights_only=True)`, which refuses anything but
+    tensors, so no code from the file runs)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no weights file at {path!r}")
@@ -320,7 +325,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         from safetensors.numpy import load_file
 
         return load_file(path)
-    if path.endswith((".pth", ".pt")):
+    if path.endswith((".pth", ".pt", ".bin")):
         try:
             import torch
         except ImportError as error:
@@ -329,11 +334,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if not isinstance(loaded, dict) or not all(isinstance(value, torch.Tensor) for value in loaded.values()):
             raise ValueError(f"{path!r} is not a state_dict (a dict of tensors); got {type(loaded).__name__}")
         return {key: value.float().numpy() if value.is_floating_point() else value.numpy() for key, value in loaded.items()}
-    raise ValueError(f"unknown weights format {path!r}: expected .safetensors, .pth or .pt")
+    raise ValueError(f"unknown weights format {path!r}: expected .safetensors, .pth, .pt or .bin")
 
 
 def load_torchvision_weights(model_name: str, path: str | os.PathLike, **model_kwargs) -> dict[str, Any]:
-    """`from_torchvision` on a weights file (`read_state_dict`: .safetensors, .pth or .pt)."""
+    """`from_torchvision` on a weights file (`read_state_dict`: .safetensors, .pth, .pt or .bin)."""
     return from_torchvision(model_name, read_state_dict(path), **model_kwargs)
 
 

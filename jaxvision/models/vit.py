@@ -21,6 +21,7 @@ import functools
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from jaxvision.models import layers
@@ -31,6 +32,28 @@ _dense = functools.partial(
     bias_init=nn.initializers.normal(1e-6),
     dot_general=layers.matmul_dot_general,  # same numbers; a faster weight gradient on CPU
 )
+
+
+def resample_position_embedding(pos_embedding, num_tokens: int):
+    """A learned position embedding `[1, 1 + h * w, D]` (class token first, a square h x w patch
+    grid) resized to `num_tokens = 1 + H * W` tokens for another square grid: the class token's
+    entry kept, the grid's resized with bicubic interpolation (antialiased when shrinking). How
+    weights trained at one `image_size` start a ViT at another (timm's `resample_abs_pos_embed`,
+    whose torch bicubic uses the a = -0.75 cubic kernel where `jax.image.resize` uses a = -0.5).
+    Returns the input's dtype, float32 arithmetic."""
+    if pos_embedding.ndim != 3 or pos_embedding.shape[0] != 1:
+        raise ValueError(f"expected a position embedding [1, tokens, dim], got shape {pos_embedding.shape}")
+    old_side, new_side = round((pos_embedding.shape[1] - 1) ** 0.5), round((num_tokens - 1) ** 0.5)
+    if old_side**2 + 1 != pos_embedding.shape[1] or new_side**2 + 1 != num_tokens or new_side < 1:
+        raise ValueError(
+            f"position embeddings resample between square patch grids plus a class token; got "
+            f"{pos_embedding.shape[1]} -> {num_tokens} tokens"
+        )
+    dim = pos_embedding.shape[2]
+    grid = pos_embedding[0, 1:].astype(jnp.float32).reshape(old_side, old_side, dim)
+    resized = jax.image.resize(grid, (new_side, new_side, dim), method="bicubic")
+    tokens = jnp.concatenate([pos_embedding[0, :1].astype(jnp.float32), resized.reshape(-1, dim)])
+    return tokens[None].astype(pos_embedding.dtype)
 
 
 class MultiHeadSelfAttention(nn.Module):

@@ -58,9 +58,10 @@ def classification_config() -> ml_collections.ConfigDict:
     config.augment = augment_config()  # on-device, inside the jitted step; all off by default
     config.label_smoothing = 0.0
     config.ema_decay = 0.0  # > 0 keeps an EMA of the parameters, evaluated alongside
-    # Transfer learning (training/pretrained.py): a torchvision weights file (.safetensors/.pth/.pt)
-    # for config.model to start a fresh run from ("": the model's own initialisation), and what
-    # learns: "all" (fine-tuning) or "classifier" (linear probe: frozen backbone in inference mode).
+    # Transfer learning (training/pretrained.py): a torchvision or timm-ViT weights file
+    # (.safetensors/.pth/.pt/.bin) for config.model to start a fresh run from ("": the model's own
+    # initialisation), and what learns: "all" (fine-tuning) or "classifier" (linear probe: frozen
+    # backbone in inference mode).
     config.init_from = ""
     config.trainable = "all"
     config.mixed_precision = False  # bf16 compute, float32 params/BatchNorm stats/logits/loss

@@ -2,15 +2,18 @@
 
 Two config keys (`training/config.py`):
 
-  - `init_from`: a torchvision weights file (`.safetensors`, `.pth` or `.pt`, e.g. torchvision's
-    `resnet18-f37072fd.pth`) for `config.model`, loaded by `jaxvision.models.torchvision_weights`
-    into the initial state of a fresh run (a resumed run restores its checkpoint instead). When
+  - `init_from`: a weights file (`.safetensors`, `.pth`, `.pt` or `.bin`) for `config.model`: a
+    torchvision `state_dict` (e.g. torchvision's `resnet18-f37072fd.pth`, loaded by
+    `jaxvision.models.torchvision_weights`) or a timm ViT's (e.g. the hub's `model.safetensors` of
+    `timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k` for `vit_ti_16`, `timm_weights`), loaded into
+    the initial state of a fresh run (a resumed run restores its checkpoint instead). When
     the data set has other classes than the checkpoint (1000 for ImageNet weights), the classifier
     keeps its fresh initialisation from `config.seed`, as timm's `pretrained=True, num_classes=N`.
     A first convolution trained on RGB takes grayscale data by summing its kernel over the three
     input channels (the same outputs as the RGB kernel on the gray image copied to R, G and B);
     other channel counts repeat the RGB kernel and rescale it by 3 / channels (timm's
-    `adapt_input_conv`).
+    `adapt_input_conv`). A ViT at another `model_kwargs.image_size` than the checkpoint's gets
+    its position embedding resampled to its patch grid (`vit.resample_position_embedding`).
   - `trainable`: "all" (fine-tuning: every parameter learns) or "classifier" (the linear probe: the
     backbone is frozen, parameters and BatchNorm statistics alike, and runs in inference mode, so
     dropout is off; only the classifier layer learns, `optimizers.make_optimizer` zeroes the rest).
@@ -27,7 +30,7 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from jaxvision.models import torchvision_weights
+from jaxvision.models import timm_weights, torchvision_weights, vit
 from jaxvision.training import sharding
 from jaxvision.training.state import train_state_from_variables
 
@@ -37,17 +40,17 @@ TRAINABLE = ("all", "classifier")
 
 
 def check_config(config) -> None:
-    """ValueError for an unknown `config.trainable`, or weights/probe asked of a model with no
-    torchvision counterpart (whose layers and classifier jaxvision could not name)."""
+    """ValueError for an unknown `config.trainable`, or weights/probe asked of a model whose layers
+    and classifier jaxvision cannot name (one with no torchvision counterpart)."""
     trainable = config.get("trainable", "all")
     if trainable not in TRAINABLE:
         raise ValueError(f"unknown config.trainable {trainable!r}; valid: {', '.join(TRAINABLE)}")
     needs_counterpart = config.get("init_from") or trainable == "classifier"
-    if needs_counterpart and config.model not in torchvision_weights.TORCHVISION_MODELS:
+    if needs_counterpart and config.model not in torchvision_weights.CONVERTIBLE_MODELS:
         what = "config.init_from" if config.get("init_from") else "config.trainable='classifier'"
         raise ValueError(
-            f"{what} needs a model with torchvision weights; {config.model!r} has none. Valid models: "
-            f"{', '.join(torchvision_weights.TORCHVISION_MODELS)}"
+            f"{what} needs a model with torchvision or timm weights; {config.model!r} has none. Valid models: "
+            f"{', '.join(torchvision_weights.CONVERTIBLE_MODELS)}"
         )
 
 
@@ -68,27 +71,43 @@ def adapt_input_channels(kernel: np.ndarray, channels: int) -> np.ndarray:
 
 def _fitted(path: tuple[str, ...], loaded: np.ndarray, target_shape: tuple[int, ...]) -> np.ndarray:
     """`loaded` reshaped to the run's leaf: equal shapes pass, an RGB first conv adapts its input
-    channels, anything else is an error naming the layer."""
+    channels, a ViT's position embedding resamples to the run's patch grid, anything else is an
+    error naming the layer."""
     if loaded.shape == tuple(target_shape):
         return loaded
+    if path[-1] == "pos_embedding" and loaded.shape[::2] == tuple(target_shape)[::2]:
+        logger.info("init_from: pos_embedding resampled from %d to %d tokens", loaded.shape[1], target_shape[1])
+        return np.asarray(vit.resample_position_embedding(loaded, target_shape[1]))
     rgb_conv = loaded.ndim == 4 and loaded.shape[2] == 3 and len(target_shape) == 4
     if rgb_conv and loaded.shape[:2] + loaded.shape[3:] == tuple(target_shape[:2]) + tuple(target_shape[3:]):
         logger.info("init_from: %s takes %d input channels from RGB weights", "/".join(path), target_shape[2])
         return adapt_input_channels(loaded, target_shape[2])
     raise ValueError(
         f"init_from: the weights' {'/'.join(path)} has shape {loaded.shape}, the run's model {tuple(target_shape)} "
-        "(a different architecture, or an input size the weights do not fit, e.g. a ViT's image_size)"
+        "(a different architecture)"
     )
+
+
+def _checkpoint_kwargs(state_dict) -> dict:
+    """Model kwargs that shape the architecture to the checkpoint rather than to the run: a ViT's
+    `image_size` (patch size x the side of its position embedding's grid)."""
+    if "encoder.pos_embedding" not in state_dict:
+        return {}
+    grid_side = round((np.shape(state_dict["encoder.pos_embedding"])[1] - 1) ** 0.5)
+    return {"image_size": grid_side * np.shape(state_dict["conv_proj.weight"])[-1]}
 
 
 def merge_weights(model_name: str, state_dict, params, batch_stats, *, num_classes: int) -> tuple[dict, dict]:
     """`(params, batch_stats)` of a run with `num_classes` classes (numpy or device arrays, the
-    model's own initialisation) with every layer replaced by the torchvision `state_dict`'s, except a
-    classifier whose class count differs from the checkpoint's, which keeps its initialisation.
-    float32 numpy arrays."""
-    new_classifier = torchvision_weights.checkpoint_classes(model_name, state_dict) not in (None, num_classes)
+    model's own initialisation) with every layer replaced by the `state_dict`'s (torchvision's
+    layout, or a timm ViT's: `timm_weights`), except a classifier whose class count differs from
+    the checkpoint's, or that the checkpoint lacks, which keeps its initialisation. float32 numpy
+    arrays."""
+    if timm_weights.is_timm_vit(state_dict):
+        state_dict = timm_weights.timm_to_torchvision(state_dict)
+    new_classifier = torchvision_weights.checkpoint_classes(model_name, state_dict) != num_classes
     loaded = torchvision_weights.from_torchvision(
-        model_name, state_dict, num_classes=num_classes,
+        model_name, state_dict, num_classes=num_classes, **_checkpoint_kwargs(state_dict),
         new_classifier_key=jax.random.key(0) if new_classifier else None,  # replaced by the run's below
     )  # fmt: skip
     is_classifier = traverse_util.flatten_dict(torchvision_weights.classifier_mask(model_name, params))

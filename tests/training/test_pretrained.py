@@ -130,7 +130,7 @@ def test_bad_transfer_settings_name_the_key(digits_data_dir, published_resnet18,
         classification.build_experiment(config)
     config = _probe_config(digits_data_dir, path, "all")
     config.model = "lenet5"
-    with pytest.raises(ValueError, match="config.init_from needs a model with torchvision weights; 'lenet5'"):
+    with pytest.raises(ValueError, match="config.init_from needs a model with torchvision or timm weights; 'lenet5'"):
         classification.build_experiment(config)
     config = _probe_config(digits_data_dir, str(tmp_path / "absent.pth"), "all")
     with pytest.raises(FileNotFoundError, match="no weights file"):
