@@ -97,24 +97,54 @@ def _parse_value(text: str, current):
     return text  # strings and placeholders
 
 
+# Config keys holding a model's own options: any key may be added under them (`create_model`
+# checks the names against the model's), and `--config.model_kwargs={}` replaces the whole dict,
+# e.g. to drop the options of the config's model when --config.model picks another.
+FREE_FORM_KEYS = ("model_kwargs",)
+
+
+def _parse_literal(text: str):
+    """A Python literal (number, bool, tuple, dict...), else the text itself as a string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def apply_overrides(config, overrides: list[str]):
-    """Apply `KEY=VALUE` (dotted keys) to `config`; unknown keys fail listing the valid ones."""
+    """Apply `KEY=VALUE` (dotted keys) to `config`; unknown keys fail listing the valid ones, except
+    under `FREE_FORM_KEYS`."""
+    import ml_collections
+
     for override in overrides:
         key, separator, text = override.partition("=")
         if not separator:
             raise ValueError(f"override {override!r} must look like --config.KEY=VALUE")
+        if key in FREE_FORM_KEYS:
+            value = _parse_literal(text)
+            if not isinstance(value, dict):
+                raise ValueError(f"bad value for config key {key!r}: expected a dict literal such as {{}}, got {text!r}")
+            config[key] = ml_collections.ConfigDict(value)
+            continue
         node = config
         parts = key.split(".")
-        for depth, part in enumerate(parts):
-            valid = sorted(node.keys())
-            if part not in valid:
+        for depth, part in enumerate(parts[:-1]):
+            if part not in node:
                 where = ".".join(parts[:depth]) or "config"
-                raise ValueError(f"unknown config key {key!r}: {where} has no {part!r}; valid keys: {', '.join(valid)}")
-            if depth < len(parts) - 1:
-                node = node[part]
-        current = node[parts[-1]]
+                raise ValueError(f"unknown config key {key!r}: {where} has no {part!r}; valid keys: {', '.join(sorted(node))}")
+            node = node[part]
+        parent = ".".join(parts[:-1])
+        if parts[-1] not in node:
+            if parent in FREE_FORM_KEYS:
+                with node.unlocked():
+                    node[parts[-1]] = _parse_literal(text)
+                continue
+            raise ValueError(
+                f"unknown config key {key!r}: {parent or 'config'} has no {parts[-1]!r}; "
+                f"valid keys: {', '.join(sorted(node))}"
+            )
         try:
-            value = _parse_value(text, current)
+            value = _parse_value(text, node[parts[-1]])
         except (ValueError, SyntaxError) as error:
             raise ValueError(f"bad value for config key {key!r}: {error}") from None
         node[parts[-1]] = value  # A locked ConfigDict accepts new values for existing keys.

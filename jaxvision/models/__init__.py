@@ -9,11 +9,14 @@ Every model is a `flax.linen` module whose `__call__(images, *, train)` returns
     logits, features = model.apply(variables, images, train=False)
 """
 
+import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
 
 from jaxvision.models import alexnet, densenet, googlenet, lenet, linear, nin, resnet, vgg, vit
+from jaxvision.models.input_resize import ResizeInput
 from jaxvision.models.summary import LayerSummary, summary
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -67,15 +70,36 @@ def list_models() -> list[str]:
     return sorted(MODELS)
 
 
+def model_options(constructor: Callable[..., nn.Module]) -> list[str]:
+    """The keyword options a registry entry (a linen module class, or a `functools.partial` of one)
+    takes besides `num_classes`: its dataclass fields, without flax's `parent` and `name`."""
+    target = constructor.func if isinstance(constructor, functools.partial) else constructor
+    fields = {field.name for field in dataclasses.fields(target) if field.init}
+    return sorted(fields - {"parent", "name", "num_classes"})
+
+
+def check_options(kind: str, name: str, constructor: Callable[..., nn.Module], kwargs: dict[str, Any]) -> None:
+    """ValueError naming the kwargs `constructor` does not take, and the ones it does (a
+    `config.model_kwargs` key left over from another model is the usual cause)."""
+    options = model_options(constructor)
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown:
+        raise ValueError(
+            f"{kind} {name!r} has no option {', '.join(map(repr, unknown))} (a config.model_kwargs key meant for another model?); "
+            f"its options: {', '.join(options)}"
+        )
+
+
 def create_model(name: str, *, num_classes: int, **kwargs: Any) -> nn.Module:
     """Build the registered model `name` with `num_classes` outputs.
 
     Raises:
-      ValueError: if `name` is not registered (the message lists the valid names) or
-        `num_classes < 1`.
+      ValueError: if `name` is not registered (the message lists the valid names), a kwarg is not
+        one of the model's options (`model_options`; listed), or `num_classes < 1`.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    check_options("model", name, MODELS[name], kwargs)
     return MODELS[name](num_classes=num_classes, **kwargs)

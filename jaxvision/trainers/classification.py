@@ -158,8 +158,20 @@ def build_experiment(config) -> Experiment:
     mean, std = datasets.normalization_stats(config.dataset.name, data_dir=data_dir, download=config.dataset.download)
     train_size = len(training_sources(config, spec)[0])
     return loop.build_experiment(
-        config, spec=spec, create_model=models.create_model, train_size=train_size, mean=mean, std=std
+        config, spec=spec, create_model=_model_constructor(config), train_size=train_size, mean=mean, std=std
     )
+
+
+def _model_constructor(config):
+    """`models.create_model`, or with `config.input_size` > 0 one whose models resize their input to
+    that size first (`models.ResizeInput`; same variables as the plain model)."""
+    # .get: workdirs written before the key existed have no input_size in config.json.
+    size = config.get("input_size", 0)
+    if size < 0:
+        raise ValueError(f"config.input_size must be >= 0 (0: the data set's size), got {size}")
+    if not size:
+        return models.create_model
+    return lambda name, **kwargs: models.ResizeInput(models.create_model(name, **kwargs), size=size)
 
 
 def training_sources(config, spec):

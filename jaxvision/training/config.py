@@ -64,6 +64,9 @@ def classification_config() -> ml_collections.ConfigDict:
     # backbone in inference mode).
     config.init_from = ""
     config.trainable = "all"
+    # > 0: the model resizes its input to input_size x input_size first, on the device (bilinear;
+    # models/input_resize.py), e.g. 224 to fine-tune ImageNet weights on 28x28 or 32x32 images.
+    config.input_size = 0
     config.mixed_precision = False  # bf16 compute, float32 params/BatchNorm stats/logits/loss
     config.num_devices = 0  # 0: all devices
     # CPU platform only, applied by `jaxvision train` before JAX starts (training/cpu_devices.py):

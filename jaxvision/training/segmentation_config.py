@@ -28,8 +28,9 @@ def segmentation_config() -> ml_collections.ConfigDict:
     config.num_overlays = 8
     config.num_eval_examples = 0
     config.checkpoint.best_metric = "test_mean_iou"
-    # Published-weights starts are wired for classifiers only (training/pretrained.py).
-    del config.init_from, config.trainable
+    # Published-weights starts and input resizing are wired for classifiers only (pretrained.py,
+    # models/input_resize.py: a segmentation map must keep its image's size).
+    del config.init_from, config.trainable, config.input_size
     return config
 
 

@@ -321,3 +321,15 @@ def test_real_forward_every_model(name, key):
     logits, _ = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
     assert logits.shape == (1, 10)
     assert np.isfinite(np.asarray(logits)).all()
+
+
+def test_options_are_each_models_fields_and_others_are_refused_by_name():
+    assert "drop_path_rate" in models.model_options(models.MODELS["resnet18"])
+    assert {"image_size", "patch_size", "dropout_rate"} <= set(models.model_options(models.MODELS["vit_ti_16"]))
+    assert "num_classes" not in models.model_options(models.MODELS["lenet5"])
+    with pytest.raises(ValueError, match="model 'resnet18' has no option 'dropout_rate'.*its options: avg_down"):
+        models.create_model("resnet18", num_classes=10, dropout_rate=0.1)
+    from jaxvision.models.segmentation import create_segmentation_model
+
+    with pytest.raises(ValueError, match="segmentation model 'unet_small' has no option 'blocks'.*its options: base_width, depth"):
+        create_segmentation_model("unet_small", num_classes=3, blocks=4)

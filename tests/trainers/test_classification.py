@@ -286,12 +286,27 @@ def test_mixed_precision_step_keeps_float32_params_and_metrics(smoke_config):
         (["train", "--config=digits_lenet:smoke", "--config.model=resnet9000"], "unknown model 'resnet9000'; valid names: .*lenet5"),
         (["train", "--config=digits_lenet:smoke", "--config.dataset.name=imagenet"], "unknown data set 'imagenet'"),
         (["train", "--config=digits_lenet:smoke", "--config.batch_size=big"], "bad value for config key 'batch_size'"),
+        # digits_lenet's model_kwargs (dropout_rate) do not fit a ResNet: named, with the valid options.
+        (["train", "--config=digits_lenet:smoke", "--config.model=resnet18"],
+         "model 'resnet18' has no option 'dropout_rate' .*its options: avg_down, .*drop_path_rate"),
+        (["train", "--config=digits_lenet:smoke", "--config.model_kwargs=[1]"], "expected a dict literal"),
     ],
 )
 def test_cli_rejects_unknown_names_listing_valid_ones(args, message, capsys, tmp_path, digits_data_dir):
     code = cli.main([*args, f"--workdir={tmp_path}", f"--config.dataset.data_dir={digits_data_dir}"])
     assert code == 2
     assert __import__("re").search(message, capsys.readouterr().err)
+
+
+def test_model_kwargs_take_any_option_of_the_chosen_model():
+    config = cli.apply_overrides(cli.load_config("digits_lenet:smoke"), [
+        "model=resnet18", "model_kwargs={}", "model_kwargs.drop_path_rate=0.1", "model_kwargs.cifar_stem=True",
+    ])  # fmt: skip
+    assert config.model_kwargs.to_dict() == {"drop_path_rate": 0.1, "cifar_stem": True}
+    config = cli.apply_overrides(cli.load_config("digits_lenet:smoke"), ["model_kwargs.dropout_rate=0.25"])
+    assert config.model_kwargs.dropout_rate == 0.25
+    with pytest.raises(ValueError, match="unknown config key 'optimizer.nme': optimizer has no 'nme'"):
+        cli.apply_overrides(cli.load_config("digits_lenet:smoke"), ["optimizer.nme=sgd"])
 
 
 def test_cli_missing_dataset_offline(capsys, tmp_path):

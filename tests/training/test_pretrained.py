@@ -11,7 +11,7 @@ from jax import lax
 from safetensors.numpy import save_file
 
 from jaxvision.cli import load_config
-from jaxvision.models import create_model, torchvision_weights
+from jaxvision.models import create_model, timm_weights, torchvision_weights, vit
 from jaxvision.trainers import classification
 from jaxvision.training import loop, pretrained
 
@@ -132,6 +132,39 @@ def test_bad_transfer_settings_name_the_key(digits_data_dir, published_resnet18,
     config.model = "lenet5"
     with pytest.raises(ValueError, match="config.init_from needs a model with torchvision or timm weights; 'lenet5'"):
         classification.build_experiment(config)
+    config = _probe_config(digits_data_dir, path, "all")
+    config.input_size = -1
+    with pytest.raises(ValueError, match=r"config.input_size must be >= 0 \(0: the data set's size\), got -1"):
+        classification.build_experiment(config)
     config = _probe_config(digits_data_dir, str(tmp_path / "absent.pth"), "all")
     with pytest.raises(FileNotFoundError, match="no weights file"):
         classification.train_and_evaluate(config, str(tmp_path / "run"), show_progress=False)
+
+
+def test_a_timm_vit_file_probes_digits_resized_to_its_patch_grid(digits_data_dir, tmp_path):
+    """A ViT-Ti/16 (1000 classes, random weights) saved as timm's `state_dict`, probed on the 28x28
+    gray digits resized to 32x32 (`config.input_size`): the blocks load bitwise, the stem is summed
+    over RGB, the position embedding resampled from 14x14 to the 2x2 grid, only the head learns."""
+    published = jax.jit(lambda k: create_model("vit_ti_16", num_classes=1000).init(
+        k, jnp.zeros((1, 224, 224, 3)), train=False))(jax.random.key(5))  # fmt: skip
+    path = str(tmp_path / "model.safetensors")
+    save_file(timm_weights.to_timm("vit_ti_16", published), path)
+    config = _probe_config(digits_data_dir, path, "classifier")
+    config.model = "vit_ti_16"
+    config.model_kwargs = {"image_size": 32}
+    config.input_size = 32
+    results = classification.train_and_evaluate(config, str(tmp_path / "run"), show_progress=False)
+    assert results["num_steps"] == 2
+    state = ocp.StandardCheckpointer().restore(str(tmp_path / "run" / "checkpoints" / "2" / "state"))
+    trained, original = _flat(state["params"]), _flat(published["params"])
+    np.testing.assert_array_equal(trained[("encoder_layer_7", "mlp_fc2", "kernel")],
+                                  original[("encoder_layer_7", "mlp_fc2", "kernel")])
+    np.testing.assert_allclose(trained[("conv_proj", "kernel")],
+                               original[("conv_proj", "kernel")].sum(2, keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(trained[("pos_embedding",)],
+                               vit.resample_position_embedding(original[("pos_embedding",)], 5), rtol=1e-6)
+    assert trained[("head", "kernel")].shape == (192, 10)
+    assert np.abs(trained[("head", "kernel")]).sum() > 0  # a zero-initialised head that learned
+    # `jaxvision eval` rebuilds the resizing model from the workdir's config.json.
+    evaluated = classification.evaluate_workdir(str(tmp_path / "run"))
+    assert evaluated["test_accuracy"] == pytest.approx(results["test_accuracy"])

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import flax.linen as nn
 
+from jaxvision.models import check_options
 from jaxvision.models.segmentation import fcn, segnet, unet
 
 SEGMENTATION_MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -42,10 +43,12 @@ def create_segmentation_model(name: str, *, num_classes: int, **kwargs: Any) -> 
     """Build the registered segmentation model `name` with `num_classes` output channels.
 
     Raises:
-      ValueError: if `name` is not registered (listing the valid names) or `num_classes < 1`.
+      ValueError: if `name` is not registered (listing the valid names), a kwarg is not one of the
+        model's options (listed), or `num_classes < 1`.
     """
     if name not in SEGMENTATION_MODELS:
         raise ValueError(f"unknown segmentation model {name!r}; valid names: {', '.join(list_segmentation_models())}")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    check_options("segmentation model", name, SEGMENTATION_MODELS[name], kwargs)
     return SEGMENTATION_MODELS[name](num_classes=num_classes, **kwargs)
