@@ -112,25 +112,32 @@ def timm_to_torchvision(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     return renamed
 
 
+def _timm_key(key: str) -> str | None:
+    """The timm name of one torchvision ViT key (the inverse of `_torchvision_key`), None for a key
+    that is not a torchvision ViT's."""
+    inverse_top = {torch_name: timm_name for timm_name, torch_name in {**_TOP_PARAMETERS, **_TOP_MODULES}.items()}
+    if key in inverse_top:
+        return inverse_top[key]
+    block = re.fullmatch(r"encoder\.layers\.encoder_layer_(\d+)\.(.+)[._](weight|bias)", key)
+    if block:
+        index, module, leaf = block.groups()
+        if module == "self_attention.in_proj":
+            return f"blocks.{index}.attn.qkv.{leaf}"
+        inverse_block = {torch_name: timm_name for timm_name, torch_name in _BLOCK_MODULES.items()}
+        return f"blocks.{index}.{inverse_block[module]}.{leaf}" if module in inverse_block else None
+    module, _, leaf = key.rpartition(".")
+    return f"{inverse_top[module]}.{leaf}" if module in inverse_top else None
+
+
 def torchvision_to_timm(state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """The inverse of `timm_to_torchvision`: torchvision ViT keys renamed to timm's."""
-    inverse = {}
-    for key in state_dict:
-        block = re.fullmatch(r"encoder\.layers\.encoder_layer_(\d+)\.(.+)", key)
-        if block:
-            index, rest = block.groups()
-            rest = re.sub(r"^self_attention\.in_proj_(weight|bias)$", r"attn.qkv.\1", rest)
-            for timm_module, torch_module in _BLOCK_MODULES.items():
-                if rest.startswith(torch_module + "."):
-                    rest = timm_module + rest[len(torch_module):]
-            inverse[key] = f"blocks.{index}.{rest}"
-            continue
-        for timm_name, torch_name in {**_TOP_PARAMETERS, **_TOP_MODULES}.items():
-            if key == torch_name or key.startswith(torch_name + "."):
-                inverse[key] = timm_name + key[len(torch_name):]
-        if key not in inverse:
+    """The inverse of `timm_to_torchvision`: torchvision ViT keys renamed to timm's (same arrays)."""
+    renamed = {}
+    for key, value in state_dict.items():
+        new_key = _timm_key(key)
+        if new_key is None:
             raise ValueError(f"{key!r} is not a torchvision ViT key")
-    return {inverse[key]: value for key, value in state_dict.items()}
+        renamed[new_key] = value
+    return renamed
 
 
 def from_timm(model_name: str, state_dict: Mapping[str, Any], **kwargs) -> dict[str, Any]:

@@ -119,6 +119,8 @@ def test_a_torchvision_state_dict_is_not_taken_for_a_timm_one():
     assert not timm_weights.is_timm_vit({"conv_proj.weight": np.zeros((1,))})
     with pytest.raises(ValueError, match="not a timm ViT"):
         timm_weights.timm_to_torchvision({"conv_proj.weight": np.zeros((1,))})
+    with pytest.raises(ValueError, match="'fc.weight' is not a torchvision ViT key"):
+        timm_weights.torchvision_to_timm({"fc.weight": np.zeros((1,))})
 
 
 def test_resampling_keeps_the_class_token_and_same_size_and_follows_a_smooth_grid():
