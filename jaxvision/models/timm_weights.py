@@ -28,8 +28,8 @@ timm architectures that are other networks are refused with the keys that show i
 Which jaxvision model takes which timm architecture (all at 224, patch 16 or 32):
 `vit_ti_16` <- `vit_tiny_patch16_224` (and `deit_tiny_patch16_224`), `vit_s_16` <-
 `vit_small_patch16_224` (`deit_small_patch16_224`), `vit_s_32`, `vit_b_16`, `vit_b_32`,
-`vit_l_16`, `vit_l_32` likewise; a 384 checkpoint loads into the same model with
-`image_size=384`.
+`vit_l_16`, `vit_l_32` likewise; a 384 checkpoint loads into the same model at `image_size=384`
+(read from the checkpoint; pass it to `create_model` too).
 
     state_dict = torchvision_weights.read_state_dict("model.safetensors")  # from the hub
     variables = from_timm("vit_ti_16", state_dict)
@@ -52,6 +52,9 @@ _BLOCK_MODULES = {
 }  # fmt: skip
 _TOP_MODULES = {"patch_embed.proj": "conv_proj", "norm": "encoder.ln", "head": "heads.head"}
 _TOP_PARAMETERS = {"cls_token": "class_token", "pos_embed": "encoder.pos_embedding"}
+# The same tables from torchvision's names to timm's.
+_TIMM_BLOCK_MODULES = {torch_name: timm_name for timm_name, torch_name in _BLOCK_MODULES.items()}
+_TIMM_TOP_NAMES = {torch_name: timm_name for timm_name, torch_name in {**_TOP_PARAMETERS, **_TOP_MODULES}.items()}
 # Keys of timm ViT variants that are different networks, and what they are.
 _OTHER_ARCHITECTURES = {
     r"\.ls[12]\.": "layer scale (ls1/ls2)",
@@ -115,18 +118,16 @@ def timm_to_torchvision(state_dict: Mapping[str, Any]) -> dict[str, Any]:
 def _timm_key(key: str) -> str | None:
     """The timm name of one torchvision ViT key (the inverse of `_torchvision_key`), None for a key
     that is not a torchvision ViT's."""
-    inverse_top = {torch_name: timm_name for timm_name, torch_name in {**_TOP_PARAMETERS, **_TOP_MODULES}.items()}
-    if key in inverse_top:
-        return inverse_top[key]
+    if key in _TIMM_TOP_NAMES:
+        return _TIMM_TOP_NAMES[key]
     block = re.fullmatch(r"encoder\.layers\.encoder_layer_(\d+)\.(.+)[._](weight|bias)", key)
     if block:
         index, module, leaf = block.groups()
         if module == "self_attention.in_proj":
             return f"blocks.{index}.attn.qkv.{leaf}"
-        inverse_block = {torch_name: timm_name for timm_name, torch_name in _BLOCK_MODULES.items()}
-        return f"blocks.{index}.{inverse_block[module]}.{leaf}" if module in inverse_block else None
+        return f"blocks.{index}.{_TIMM_BLOCK_MODULES[module]}.{leaf}" if module in _TIMM_BLOCK_MODULES else None
     module, _, leaf = key.rpartition(".")
-    return f"{inverse_top[module]}.{leaf}" if module in inverse_top else None
+    return f"{_TIMM_TOP_NAMES[module]}.{leaf}" if module in _TIMM_TOP_NAMES else None
 
 
 def torchvision_to_timm(state_dict: Mapping[str, Any]) -> dict[str, Any]:

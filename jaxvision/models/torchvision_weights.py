@@ -189,6 +189,15 @@ def _checkpoint_classes(family: str, state_dict: Mapping[str, Any]) -> int | Non
     return int(np.shape(state_dict[key])[0]) if key in state_dict else None
 
 
+def _checkpoint_image_size(family: str, state_dict: Mapping[str, Any]) -> int | None:
+    """A ViT checkpoint's input side (patch size x the side of its position embedding's square
+    grid, after the class token); None for other families or a checkpoint without those keys."""
+    if family != "vit" or not {"encoder.pos_embedding", "conv_proj.weight"} <= set(state_dict):
+        return None
+    grid_side = round((np.shape(state_dict["encoder.pos_embedding"])[1] - 1) ** 0.5)
+    return grid_side * np.shape(state_dict["conv_proj.weight"])[-1]
+
+
 def _is_classifier(family: str, path: tuple[str, ...]) -> bool:
     """Whether the leaf at `(collection, *path)` belongs to a layer with `num_classes` outputs."""
     return "/".join(path[1:-1]) in _CLASSIFIERS[family]
@@ -238,8 +247,9 @@ def from_torchvision(
         then comes from the model's own initialiser with this key, and the checkpoint's classifier
         is ignored; everything else is loaded. Needed when `num_classes` differs from the checkpoint's.
       **model_kwargs: passed to `create_model` to build the target's shapes; `num_classes` defaults to
-        the size of the checkpoint's classifier (1000 for ImageNet weights). Kwargs must keep the
-        torchvision architecture (e.g. a ViT's `image_size`, `depth`).
+        the size of the checkpoint's classifier (1000 for ImageNet weights), a ViT's `image_size`
+        to the checkpoint's (from its position embedding). Kwargs must keep the torchvision
+        architecture (e.g. a ViT's `depth`).
 
     Returns:
       `{"params": ..., "batch_stats": ...}` (`batch_stats` only for models with BatchNorm), float32
@@ -253,6 +263,9 @@ def from_torchvision(
     model_kwargs = dict(model_kwargs)
     checkpoint_classes = _checkpoint_classes(family, state_dict)
     model_kwargs.setdefault("num_classes", checkpoint_classes)
+    image_size = _checkpoint_image_size(family, state_dict)
+    if image_size is not None:  # a ViT at 384 loads as image_size=384 without being told
+        model_kwargs.setdefault("image_size", image_size)
     if model_kwargs["num_classes"] is None:
         raise ValueError("state_dict has no classifier to read num_classes from; pass num_classes=")
     if new_classifier_key is None and checkpoint_classes not in (None, model_kwargs["num_classes"]):

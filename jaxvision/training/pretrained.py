@@ -88,15 +88,6 @@ def _fitted(path: tuple[str, ...], loaded: np.ndarray, target_shape: tuple[int, 
     )
 
 
-def _checkpoint_kwargs(state_dict) -> dict:
-    """Model kwargs that shape the architecture to the checkpoint rather than to the run: a ViT's
-    `image_size` (patch size x the side of its position embedding's grid)."""
-    if "encoder.pos_embedding" not in state_dict:
-        return {}
-    grid_side = round((np.shape(state_dict["encoder.pos_embedding"])[1] - 1) ** 0.5)
-    return {"image_size": grid_side * np.shape(state_dict["conv_proj.weight"])[-1]}
-
-
 def merge_weights(model_name: str, state_dict, params, batch_stats, *, num_classes: int) -> tuple[dict, dict]:
     """`(params, batch_stats)` of a run with `num_classes` classes (numpy or device arrays, the
     model's own initialisation) with every layer replaced by the `state_dict`'s (torchvision's
@@ -107,7 +98,7 @@ def merge_weights(model_name: str, state_dict, params, batch_stats, *, num_class
         state_dict = timm_weights.timm_to_torchvision(state_dict)
     new_classifier = torchvision_weights.checkpoint_classes(model_name, state_dict) != num_classes
     loaded = torchvision_weights.from_torchvision(
-        model_name, state_dict, num_classes=num_classes, **_checkpoint_kwargs(state_dict),
+        model_name, state_dict, num_classes=num_classes,  # a ViT at the checkpoint's image_size
         new_classifier_key=jax.random.key(0) if new_classifier else None,  # replaced by the run's below
     )  # fmt: skip
     is_classifier = traverse_util.flatten_dict(torchvision_weights.classifier_mask(model_name, params))

@@ -99,6 +99,15 @@ def test_round_trip_is_exact_and_timm_loads_it_strictly(timm, random_vit_tiny):
     fresh.load_state_dict({key: torch.from_numpy(value) for key, value in back.items()}, strict=True)
 
 
+def test_a_384_checkpoint_loads_at_its_own_image_size(random_vit_tiny):
+    _, state_dict = random_vit_tiny
+    at_384 = {**state_dict, "pos_embed": np.asarray(vit.resample_position_embedding(state_dict["pos_embed"], 1 + 24 * 24))}
+    variables = timm_weights.from_timm("vit_ti_16", at_384)  # image_size read from pos_embed
+    np.testing.assert_array_equal(variables["params"]["pos_embedding"], at_384["pos_embed"])
+    with pytest.raises(ValueError, match="does not fit"):
+        timm_weights.from_timm("vit_ti_16", at_384, image_size=224)
+
+
 @pytest.mark.parametrize(
     "kwargs,named",
     [
