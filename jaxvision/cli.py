@@ -6,6 +6,8 @@
     jaxvision search [--config=NAME_OR_PATH[:VARIANT]] [--workdir=DIR] --trials=N --param=KEY:DIST:ARGS ...
                      [--seed=S] [--no_grid] [--config.KEY=VALUE ...]
     jaxvision list
+    jaxvision summary MODEL [--input_shape=H,W,C] [--num_classes=N] [--option=KEY=VALUE ...] [--depth=D]
+                      [--train] [--format=text|csv|json]
     jaxvision prepare NAME [--data_dir=DIR]
 
 A config is a Python file with `get_config(arg=None)` returning a locked ConfigDict; NAME looks in
@@ -292,6 +294,60 @@ def command_list(args, overrides) -> int:
     return 0
 
 
+def command_summary(args, overrides) -> int:
+    """Per-layer cost table (output shape, memory, parameters, multiply-adds) of a registered model."""
+    if overrides:
+        raise ValueError("summary takes no --config.* overrides; set model options with --option=KEY=VALUE")
+    import csv
+    import dataclasses
+
+    from jaxvision import models
+    from jaxvision.models import segmentation as segmentation_models
+
+    options = {}
+    for option in args.option:
+        key, separator, text = option.partition("=")
+        if not separator or not key:
+            raise ValueError(f"--option {option!r} must look like KEY=VALUE, e.g. --option=image_size=384")
+        options[key] = _parse_literal(text)
+    if args.model in segmentation_models.SEGMENTATION_MODELS:
+        model = segmentation_models.create_segmentation_model(args.model, num_classes=args.num_classes, **options)
+        native = (224, 224, 3)
+    else:
+        model = models.create_model(args.model, num_classes=args.num_classes, **options)
+        native = models.native_input_shape(args.model, **options)
+    input_shape = native if args.input_shape is None else _parse_shape(args.input_shape)
+    table = models.summary(model, input_shape, train=args.train)
+    if args.depth is not None:
+        table = table.at_depth(args.depth)
+    if args.format == "json":
+        print(json.dumps({"model": args.model, "input_shape": list(input_shape), "num_classes": args.num_classes,
+                          "total_params": table.total_params, "total_macs": table.total_macs,
+                          "total_activation_kb": table.total_activation_kb,
+                          "rows": [dataclasses.asdict(row) for row in table.rows]}, indent=2))
+    elif args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=[field.name for field in dataclasses.fields(models.LayerSummary)])
+        writer.writeheader()
+        for row in table.rows:
+            writer.writerow({**dataclasses.asdict(row), "output_shape": "x".join(map(str, row.output_shape))})
+    else:
+        shape = "x".join(map(str, input_shape))
+        print(f"{args.model} on {shape} (HxWxC), {args.num_classes} classes: {table.total_params:,} parameters, "
+              f"{table.total_macs / 1e9:.2f} G multiply-adds per image")
+        print(table)
+    return 0
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(size) for size in text.replace("x", ",").split(","))
+    except ValueError:
+        raise ValueError(f"--input_shape must be H,W,C (e.g. 224,224,3), got {text!r}") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"--input_shape must be three positive sizes H,W,C (e.g. 224,224,3), got {text!r}")
+    return shape
+
+
 def command_prepare(args, overrides) -> int:
     del overrides
     from jaxvision.data import segmentation as segmentation_data
@@ -339,6 +395,18 @@ def build_parser() -> argparse.ArgumentParser:
     searching.set_defaults(handler=command_search)
     listing = commands.add_parser("list", help="list models, data sets and configs")
     listing.set_defaults(handler=command_list)
+    summarize = commands.add_parser("summary", help="per-layer table of a model: output shapes, memory, parameters, MACs")
+    summarize.add_argument("model", help="a registered model (jaxvision list)")
+    summarize.add_argument("--input_shape", default=None,
+                           help="H,W,C of one image (default: the model's own, e.g. 224,224,3; 28,28,1 for LeNet-5)")
+    summarize.add_argument("--num_classes", type=int, default=1000)
+    summarize.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                           help="a model option (repeatable), e.g. --option=image_size=384")
+    summarize.add_argument("--depth", type=int, default=None,
+                           help="merge layers sharing their first D name parts (1: one row per block)")
+    summarize.add_argument("--train", action="store_true", help="trace the training forward (e.g. GoogLeNet's aux heads)")
+    summarize.add_argument("--format", default="text", choices=("text", "csv", "json"))
+    summarize.set_defaults(handler=command_summary)
     prepare = commands.add_parser("prepare", help="download and prepare a data set (needs network for tfds ones)")
     prepare.add_argument("name")
     prepare.add_argument("--data_dir", default=None)

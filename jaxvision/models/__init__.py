@@ -70,6 +70,36 @@ def list_models() -> list[str]:
     return sorted(MODELS)
 
 
+# Models made for small inputs: the course's first classifiers on CIFAR-10 (linear, MLP) and MNIST
+# (LeNet-5), and the CIFAR ResNets. The rest take ImageNet's 224x224 (ViTs their `image_size`).
+_NATIVE_SIZES = {"linear": (32, 3), "mlp": (32, 3), "lenet5": (28, 1), "lenet5_table": (28, 1),
+                 "resnet18_cifar": (32, 3), "resnet20": (32, 3), "resnet56": (32, 3), "alexnet_227": (227, 3)}
+
+
+def native_input_shape(name: str, **kwargs: Any) -> tuple[int, int, int]:
+    """The (H, W, C) image the registered model `name` is made for (224x224x3 unless it says
+    otherwise; a ViT's `image_size`, from `kwargs` or its default). For `summary`, smoke tests and
+    the CLI; every model except the ViTs also takes other sizes.
+
+    Raises:
+      ValueError: if `name` is not registered (the valid names are listed).
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
+    if "image_size" in model_options(MODELS[name]):
+        size = kwargs.get("image_size", _option_default(MODELS[name], "image_size"))
+        return (size, size, 3)
+    size, channels = _NATIVE_SIZES.get(name, (224, 3))
+    return (size, size, channels)
+
+
+def _option_default(constructor: Callable[..., nn.Module], option: str) -> Any:
+    if isinstance(constructor, functools.partial) and option in constructor.keywords:
+        return constructor.keywords[option]
+    target = constructor.func if isinstance(constructor, functools.partial) else constructor
+    return {field.name: field.default for field in dataclasses.fields(target)}[option]
+
+
 def model_options(constructor: Callable[..., nn.Module]) -> list[str]:
     """The keyword options a registry entry (a linen module class, or a `functools.partial` of one)
     takes besides `num_classes`: its dataclass fields, without flax's `parent` and `name`."""

@@ -98,6 +98,37 @@ class ModelSummary:
     def __str__(self) -> str:
         return self.to_text()
 
+    def at_depth(self, depth: int) -> "ModelSummary":
+        """The table with consecutive rows that share their first `depth` name parts merged into one
+        (depth 1: one row per ResNet block or ViT encoder layer). A merged row sums memory,
+        parameters and MACs and shows the last layer's output shape; totals are unchanged.
+
+        Raises:
+          ValueError: if `depth < 1`.
+        """
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        groups: list[list[LayerSummary]] = []
+        for row in self.rows:
+            prefix = row.name.split("/")[:depth]
+            if groups and groups[-1][0].name.split("/")[:depth] == prefix:
+                groups[-1].append(row)
+            else:
+                groups.append([row])
+        rows = [
+            group[0] if len(group) == 1 else LayerSummary(
+                name="/".join(group[0].name.split("/")[:depth]),
+                kind=f"{len(group)} layers",
+                output_shape=group[-1].output_shape,
+                activation_kb=sum(row.activation_kb for row in group),
+                num_params=sum(row.num_params for row in group),
+                num_weights=sum(row.num_weights for row in group),
+                macs=sum(row.macs for row in group),
+            )
+            for group in groups
+        ]
+        return dataclasses.replace(self, rows=rows)
+
 
 def round_half_up(value: float) -> int:
     """Round to the nearest integer, halves away from zero (as the course's tables do)."""

@@ -59,10 +59,7 @@ NO_STAGE4 = {"resnet20", "resnet56", "nin"}
 
 
 def native_shape(name):
-    if name in {"lenet5", "lenet5_table"}:
-        return (2, 28, 28, 1)
-    size = 227 if name == "alexnet_227" else 32 if name in CIFAR_SIZED else 224
-    return (2, size, size, 3)
+    return (2, *models.native_input_shape(name))
 
 
 def abstract_init_and_apply(name, num_classes):
@@ -333,3 +330,14 @@ def test_options_are_each_models_fields_and_others_are_refused_by_name():
 
     with pytest.raises(ValueError, match="segmentation model 'unet_small' has no option 'blocks'.*its options: base_width, depth"):
         create_segmentation_model("unet_small", num_classes=3, blocks=4)
+
+
+def test_native_input_shape():
+    assert models.native_input_shape("lenet5") == (28, 28, 1)
+    assert models.native_input_shape("resnet56") == (32, 32, 3)
+    assert models.native_input_shape("alexnet_227") == (227, 227, 3)
+    assert models.native_input_shape("resnet50") == (224, 224, 3)
+    assert models.native_input_shape("vit_cifar") == (32, 32, 3)  # the registry entry's own default
+    assert models.native_input_shape("vit_b_16", image_size=384) == (384, 384, 3)
+    with pytest.raises(ValueError, match="unknown model 'vit'; valid names"):
+        models.native_input_shape("vit")

@@ -1,4 +1,9 @@
-"""The per-layer table: the course's AlexNet table, published GMACs, and the text form."""
+"""The per-layer table: the course's AlexNet table, published GMACs, the text form, block-level
+rows and the `jaxvision summary` command."""
+
+import csv
+import io
+import json
 
 import pytest
 
@@ -71,3 +76,64 @@ def test_vit_b16_gmacs_match_published():
 def test_summary_rejects_bad_shape():
     with pytest.raises(ValueError, match="input_shape"):
         models.summary(models.create_model("resnet18", num_classes=10), (1, 224, 224, 3))
+
+
+def test_at_depth_merges_each_block_and_keeps_totals():
+    table = models.summary(models.create_model("resnet50", num_classes=1000), (224, 224, 3))
+    blocks = table.at_depth(1)
+    block_names = [f"layer{stage}_{block}" for stage, count in zip(range(1, 5), (3, 4, 6, 3)) for block in range(count)]
+    assert [row.name for row in blocks.rows] == ["conv1", "bn1", "maxpool", *block_names, "fc"]
+    children = [row for row in table.rows if row.name.startswith("layer2_0/")]
+    merged = next(row for row in blocks.rows if row.name == "layer2_0")
+    assert len(children) == 8 and merged.kind == "8 layers"
+    assert merged.macs == sum(row.macs for row in children)
+    assert merged.num_params == sum(row.num_params for row in children)
+    assert merged.activation_kb == sum(row.activation_kb for row in children)
+    assert merged.output_shape == (28, 28, 512)
+    assert sum(row.macs for row in blocks.rows) == blocks.total_macs == table.total_macs
+    assert sum(row.num_params for row in blocks.rows) == blocks.total_params == table.total_params
+    assert next(row for row in blocks.rows if row.name == "conv1") == table.rows[0]  # single rows kept
+    assert table.at_depth(4).rows == table.rows
+    with pytest.raises(ValueError, match="depth"):
+        table.at_depth(0)
+
+
+def test_cli_summary_text_json_and_csv(capsys):
+    from jaxvision import cli
+
+    assert cli.main(["summary", "alexnet_227"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("alexnet_227 on 227x227x3") and "61,100,840 parameters" in lines[0]
+    assert next(line for line in lines if line.startswith("conv2")).split() == ["conv2", "192x27x27", "547", "307", "307", "224"]
+
+    assert cli.main(["summary", "vit_ti_16", "--option=image_size=64", "--num_classes=10", "--depth=1", "--format=json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    expected = models.summary(models.create_model("vit_ti_16", num_classes=10, image_size=64), (64, 64, 3))
+    assert data["input_shape"] == [64, 64, 3] and data["total_params"] == expected.total_params
+    assert [row["name"] for row in data["rows"]][:3] == ["conv_proj", "encoder_layer_0", "encoder_layer_1"]
+    assert data["rows"][1]["output_shape"] == [17, 192]  # 4x4 patches + the class token
+    assert sum(row["macs"] for row in data["rows"]) == data["total_macs"] == expected.total_macs
+
+    assert cli.main(["summary", "lenet5", "--format=csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0]["name"] == "conv1" and rows[0]["output_shape"] == "24x24x6"  # native 28x28x1 input
+    lenet = models.summary(models.create_model("lenet5", num_classes=1000), (28, 28, 1))
+    assert sum(int(row["macs"]) for row in rows) == lenet.total_macs
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["resnet18", "--input_shape=224,224"], "three positive sizes"),
+        (["resnet18", "--input_shape=a,b,c"], "H,W,C"),
+        (["resnet18", "--option=zero_init"], "KEY=VALUE"),
+        (["resnet18", "--option=image_size=64"], "has no option 'image_size'"),
+        (["resnet5"], "unknown model 'resnet5'; valid names: alexnet"),
+        (["resnet18", "--depth=0"], "depth must be >= 1"),
+    ],
+)
+def test_cli_summary_errors(args, message, capsys):
+    from jaxvision import cli
+
+    assert cli.main(["summary", *args]) == 2
+    assert message in capsys.readouterr().err
