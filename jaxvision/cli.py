@@ -5,6 +5,7 @@
     jaxvision eval --ensemble DIR1 DIR2 ... [--tta=NAME] [--use_ema] [--best]
     jaxvision search [--config=NAME_OR_PATH[:VARIANT]] [--workdir=DIR] --trials=N --param=KEY:DIST:ARGS ...
                      [--seed=S] [--no_grid] [--config.KEY=VALUE ...]
+    jaxvision predict --workdir=DIR IMAGE [IMAGE ...] [--top=K] [--invert] [--tta=NAME] [--use_ema] [--best | --step=N]
     jaxvision list
     jaxvision summary MODEL [--input_shape=H,W,C] [--num_classes=N] [--option=KEY=VALUE ...] [--depth=D]
                       [--train] [--format=text|csv|json]
@@ -257,6 +258,25 @@ def command_eval_averaged(args) -> int:
     return 0
 
 
+def command_predict(args, overrides) -> int:
+    """The top classes of image files under a trained classification workdir."""
+    if overrides:
+        raise ValueError("predict takes no --config.* overrides; it reads the workdir's config.json")
+    from jaxvision.inference import prediction
+
+    predictions = prediction.predict_files(args.workdir, args.images, top_k=args.top, invert=args.invert,
+                                           tta_name=args.tta, use_ema=args.use_ema, step=args.step,
+                                           use_best=args.best)
+    if args.format == "json":
+        print(json.dumps([{"file": p.path, "labels": p.labels, "names": p.names, "probabilities": p.probabilities}
+                          for p in predictions], indent=2))
+        return 0
+    for p in predictions:
+        classes = ", ".join(f"{name} {probability:.1%}" for name, probability in zip(p.names, p.probabilities))
+        print(f"{p.path}: {classes}")
+    return 0
+
+
 def command_search(args, overrides) -> int:
     from jaxvision.training import search
 
@@ -382,6 +402,18 @@ def build_parser() -> argparse.ArgumentParser:
                           help="average the test probabilities of these workdirs (seeds, checkpoints)")
     evaluate.add_argument("--use_ema", action="store_true", help="--ensemble: use each run's EMA parameters")
     evaluate.set_defaults(handler=command_eval)
+    predicting = commands.add_parser("predict", help="classify image files with a trained workdir")
+    predicting.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    predicting.add_argument("--workdir", required=True, help="a trained classification workdir")
+    predicting.add_argument("--top", type=int, default=5, help="how many classes to show per image")
+    predicting.add_argument("--invert", action="store_true",
+                            help="invert the pixels (dark ink on paper for a model trained on MNIST-style digits)")
+    predicting.add_argument("--tta", default="none", help="test-time augmentation, as for eval")
+    predicting.add_argument("--use_ema", action="store_true", help="use the run's EMA parameters")
+    predicting.add_argument("--step", type=int, default=None, help="a specific checkpoint step")
+    predicting.add_argument("--best", action="store_true", help="use the best checkpoint instead of the latest")
+    predicting.add_argument("--format", default="text", choices=("text", "json"))
+    predicting.set_defaults(handler=command_predict)
     searching = commands.add_parser("search", help="random hyper-parameter search with short trials (+ a same-budget grid)")
     searching.add_argument("--config", default=DEFAULT_CONFIG, help="NAME_OR_PATH[:VARIANT] of the trials' base config")
     searching.add_argument("--workdir", default=None, help="output folder (default: workdirs/<config name>_search)")

@@ -1,7 +1,8 @@
 """Inference-time averaging: test-time augmentation (`tta`) and checkpoint/seed ensembles (`ensemble`).
 
 Both take an `apply_fn` returning logits and return averaged class probabilities (softmax first,
-then the mean), float32 `[B, num_classes]`.
+then the mean), float32 `[B, num_classes]`. `evaluation` runs them over a workdir's test split;
+`prediction` classifies image files with a trained workdir (`jaxvision predict`).
 """
 
 from jaxvision.inference.ensemble import ensemble_average, stack_params

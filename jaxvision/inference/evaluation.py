@@ -60,7 +60,8 @@ def make_tta(name: str, *, crop_padding: int = 4) -> Callable:
     raise ValueError(f"unknown tta {name!r}; valid: {', '.join(TTA_NAMES)}")
 
 
-def _variables(state, use_ema: bool) -> dict:
+def state_variables(state, use_ema: bool) -> dict:
+    """`{"params", "batch_stats"}` of a TrainState, with its EMA parameters when `use_ema`."""
     if use_ema and state.ema_params is None:
         raise ValueError("use_ema=True but the run kept no EMA parameters (config.ema_decay was 0)")
     return {"params": state.ema_params if use_ema else state.params, "batch_stats": state.batch_stats}
@@ -116,7 +117,7 @@ def predict_probabilities(experiments: Sequence, states: Sequence, *, use_ema: b
     if predictor is None:
         predictor = make_predictor(states[0].apply_fn, tta_name,
                                    crop_padding=first.config.augment.random_crop_padding or 4)
-    stacked = ensemble.stack_params([_variables(state, use_ema) for state in states])
+    stacked = ensemble.stack_params([state_variables(state, use_ema) for state in states])
     all_probabilities, all_labels = [], []
     for batch in _test_batches(first):
         valid = np.asarray(batch["mask"], bool)

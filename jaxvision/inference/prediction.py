@@ -1,0 +1,123 @@
+"""Class predictions for your own image files from a trained classification workdir.
+
+    predict_files("workdirs/digits_lenet", ["my_digit.png"], invert=True, top_k=3)  # `jaxvision predict`
+
+Each file is read with Pillow, converted to the data set's channels (gray "L" or "RGB"), resized to
+the data set's image size (Pillow's antialiased bilinear filter, as torchvision's `Resize`), scaled
+to [0, 1] and normalised with the run's training statistics: exactly the pipeline's
+`(pixels / 255 - mean) / std`, so a data set image saved as PNG gets the probabilities
+`jaxvision eval` computes for it. A model trained with `config.input_size` resizes on the device
+as in training. MNIST-style digits are light strokes on black: a photo of ink on paper needs
+`invert=True` (a logged warning says so when an image's brightness is far from the training data's).
+"""
+
+import dataclasses
+import logging
+import os
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from jaxvision.data import tfds as datasets
+from jaxvision.inference import ensemble, evaluation
+from jaxvision.training import loop, sharding
+
+logger = logging.getLogger(__name__)
+
+# A mean pixel this far (in [0, 1] units) from the training data's suggests inverted polarity.
+BRIGHTNESS_WARNING_GAP = 0.35
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """The `top_k` classes of one file, most probable first."""
+
+    path: str
+    labels: tuple[int, ...]
+    names: tuple[str, ...]
+    probabilities: tuple[float, ...]
+
+
+def read_images(paths: Sequence[str], image_shape: tuple[int, int, int], *, invert: bool = False) -> np.ndarray:
+    """Image files as `float32[N, H, W, C]` in [0, 1] at `image_shape` = (H, W, C), C 1 or 3.
+
+    Raises:
+      FileNotFoundError: naming a missing file.
+      ValueError: naming a file Pillow cannot read, or for an unsupported channel count.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    height, width, channels = image_shape
+    if channels not in (1, 3):
+        raise ValueError(f"image files can be read as 1 (gray) or 3 (RGB) channels, the model takes {channels}")
+    images = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"image file {path!r} does not exist")
+        try:
+            with Image.open(path) as image:
+                image = image.convert("L" if channels == 1 else "RGB")
+                if image.size != (width, height):
+                    image = image.resize((width, height), Image.Resampling.BILINEAR)
+                pixels = np.asarray(image, np.float32).reshape(height, width, channels) / 255.0
+        except UnidentifiedImageError:
+            raise ValueError(f"{path!r} is not an image file Pillow can read") from None
+        images.append(1.0 - pixels if invert else pixels)
+    return np.stack(images)
+
+
+def class_names(config) -> list[str]:
+    """The data set's class names from its tfds metadata (the digits' are "0"..."9")."""
+    spec = datasets.get_dataset_spec(config.dataset.name)
+    builder = datasets.prepare_dataset(config.dataset.name, data_dir=config.dataset.data_dir or None)
+    names = list(builder.info.features["label"].names)
+    return names if len(names) == spec.num_classes else [str(i) for i in range(spec.num_classes)]
+
+
+def predict_files(workdir: str, paths: Sequence[str], *, top_k: int = 5, invert: bool = False,
+                  tta_name: str = "none", use_ema: bool = False, step: int | None = None,
+                  use_best: bool = False) -> list[Prediction]:
+    """The `top_k` classes of each image file under a trained classification workdir's checkpoint
+    (latest, best, or `step`; its EMA parameters with `use_ema`), averaged over `tta_name`'s views.
+
+    Raises:
+      ValueError: for a segmentation workdir, no paths, `top_k < 1`, or an unreadable image.
+      FileNotFoundError: for a missing workdir, checkpoint or image file.
+    """
+    from jaxvision.trainers import classification
+
+    if not paths:
+        raise ValueError("no image files given")
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    task = loop.read_workdir_config(workdir).get("task", "classification")
+    if task != "classification":
+        raise ValueError(f"{workdir!r} is a {task} workdir; predict classifies images (classification workdirs)")
+    experiment, state, _ = classification.restore_workdir(workdir, step=step, use_best=use_best)
+    images = read_images(paths, experiment.spec.image_shape, invert=invert)
+    _warn_on_polarity(paths, images, experiment.mean, invert)
+    normalized = ((images - experiment.mean) / experiment.std).astype(np.float32)
+    predictor = evaluation.make_predictor(state.apply_fn, tta_name,
+                                          crop_padding=experiment.config.augment.random_crop_padding or 4)
+    stacked = ensemble.stack_params([evaluation.state_variables(state, use_ema)])
+    # Replicated: any number of files on any number of devices (the parameters are replicated too).
+    on_devices = jax.device_put(normalized, sharding.replicated_sharding(experiment.mesh))
+    probabilities = np.asarray(jax.device_get(predictor(stacked, on_devices)))
+    names = class_names(experiment.config)
+    predictions = []
+    for path, row in zip(paths, probabilities):
+        order = np.argsort(-row, kind="stable")[: min(top_k, row.size)]
+        predictions.append(Prediction(path, tuple(int(i) for i in order), tuple(names[i] for i in order),
+                                      tuple(float(row[i]) for i in order)))
+    return predictions
+
+
+def _warn_on_polarity(paths, images, training_mean, invert):
+    training_brightness = float(np.mean(training_mean))
+    for path, image in zip(paths, images):
+        gap = float(image.mean()) - training_brightness
+        if abs(gap) > BRIGHTNESS_WARNING_GAP:
+            hint = "drop --invert" if invert else "if it is dark ink on a light background, try --invert"
+            logger.warning("%s: mean brightness %.2f is far from the training images' %.2f (%s)",
+                           path, image.mean(), training_brightness, hint)
