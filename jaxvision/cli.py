@@ -5,7 +5,7 @@
     jaxvision eval --ensemble DIR1 DIR2 ... [--tta=NAME] [--use_ema] [--best]
     jaxvision search [--config=NAME_OR_PATH[:VARIANT]] [--workdir=DIR] --trials=N --param=KEY:DIST:ARGS ...
                      [--seed=S] [--no_grid] [--config.KEY=VALUE ...]
-    jaxvision predict --workdir=DIR IMAGE [IMAGE ...] [--top=K] [--invert] [--tta=NAME] [--use_ema] [--best | --step=N]
+    jaxvision predict --workdir=DIR IMAGE [IMAGE ...] [--top=K] [--invert] [--mnist_style] [--tta=NAME] [--use_ema] [--best | --step=N]
     jaxvision list
     jaxvision summary MODEL [--input_shape=H,W,C] [--num_classes=N] [--option=KEY=VALUE ...] [--depth=D]
                       [--train] [--format=text|csv|json]
@@ -265,7 +265,7 @@ def command_predict(args, overrides) -> int:
     from jaxvision.inference import prediction
 
     predictions = prediction.predict_files(args.workdir, args.images, top_k=args.top, invert=args.invert,
-                                           tta_name=args.tta, use_ema=args.use_ema, step=args.step,
+                                           mnist_style=args.mnist_style, tta_name=args.tta, use_ema=args.use_ema, step=args.step,
                                            use_best=args.best)
     if args.format == "json":
         print(json.dumps([{"file": p.path, "labels": p.labels, "names": p.names, "probabilities": p.probabilities}
@@ -408,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     predicting.add_argument("--top", type=int, default=5, help="how many classes to show per image")
     predicting.add_argument("--invert", action="store_true",
                             help="invert the pixels (dark ink on paper for a model trained on MNIST-style digits)")
+    predicting.add_argument("--mnist_style", action="store_true",
+                            help="crop, scale and centre each digit as MNIST's were (photos of handwritten digits)")
     predicting.add_argument("--tta", default="none", help="test-time augmentation, as for eval")
     predicting.add_argument("--use_ema", action="store_true", help="use the run's EMA parameters")
     predicting.add_argument("--step", type=int, default=None, help="a specific checkpoint step")

@@ -8,7 +8,8 @@ to [0, 1] and normalised with the run's training statistics: exactly the pipelin
 `(pixels / 255 - mean) / std`, so a data set image saved as PNG gets the probabilities
 `jaxvision eval` computes for it. A model trained with `config.input_size` resizes on the device
 as in training. MNIST-style digits are light strokes on black: a photo of ink on paper needs
-`invert=True` (a logged warning says so when an image's brightness is far from the training data's).
+`invert=True` (a logged warning says so when an image's brightness is far from the training data's),
+and `mnist_style=True` crops, scales and centres the digit as MNIST's were (`digit_photos`).
 """
 
 import dataclasses
@@ -20,7 +21,7 @@ import jax
 import numpy as np
 
 from jaxvision.data import tfds as datasets
-from jaxvision.inference import ensemble, evaluation
+from jaxvision.inference import digit_photos, ensemble, evaluation
 from jaxvision.training import loop, sharding
 
 logger = logging.getLogger(__name__)
@@ -39,18 +40,25 @@ class Prediction:
     probabilities: tuple[float, ...]
 
 
-def read_images(paths: Sequence[str], image_shape: tuple[int, int, int], *, invert: bool = False) -> np.ndarray:
+def read_images(paths: Sequence[str], image_shape: tuple[int, int, int], *, invert: bool = False,
+                mnist_style: bool = False) -> np.ndarray:
     """Image files as `float32[N, H, W, C]` in [0, 1] at `image_shape` = (H, W, C), C 1 or 3.
+
+    `invert` flips the pixels (`1 - x`); `mnist_style` (gray square images only) then frames each
+    digit as MNIST does instead of resizing the whole file (`digit_photos.mnist_style`).
 
     Raises:
       FileNotFoundError: naming a missing file.
-      ValueError: naming a file Pillow cannot read, or for an unsupported channel count.
+      ValueError: naming a file Pillow cannot read (or with no digit for `mnist_style`), or for an
+        unsupported channel count.
     """
     from PIL import Image, UnidentifiedImageError
 
     height, width, channels = image_shape
     if channels not in (1, 3):
         raise ValueError(f"image files can be read as 1 (gray) or 3 (RGB) channels, the model takes {channels}")
+    if mnist_style and (channels != 1 or height != width):
+        raise ValueError(f"mnist_style frames gray square digits; this model takes {height}x{width}x{channels} images")
     images = []
     for path in paths:
         if not os.path.isfile(path):
@@ -58,12 +66,19 @@ def read_images(paths: Sequence[str], image_shape: tuple[int, int, int], *, inve
         try:
             with Image.open(path) as image:
                 image = image.convert("L" if channels == 1 else "RGB")
-                if image.size != (width, height):
+                if image.size != (width, height) and not mnist_style:
                     image = image.resize((width, height), Image.Resampling.BILINEAR)
-                pixels = np.asarray(image, np.float32).reshape(height, width, channels) / 255.0
+                pixels = np.asarray(image, np.float32) / 255.0
         except UnidentifiedImageError:
             raise ValueError(f"{path!r} is not an image file Pillow can read") from None
-        images.append(1.0 - pixels if invert else pixels)
+        if invert:
+            pixels = 1.0 - pixels
+        if mnist_style:
+            try:
+                pixels = digit_photos.mnist_style(pixels, size=height)
+            except ValueError as error:
+                raise ValueError(f"{path}: {error}") from None
+        images.append(pixels.reshape(height, width, channels))
     return np.stack(images)
 
 
@@ -76,10 +91,11 @@ def class_names(config) -> list[str]:
 
 
 def predict_files(workdir: str, paths: Sequence[str], *, top_k: int = 5, invert: bool = False,
-                  tta_name: str = "none", use_ema: bool = False, step: int | None = None,
+                  mnist_style: bool = False, tta_name: str = "none", use_ema: bool = False, step: int | None = None,
                   use_best: bool = False) -> list[Prediction]:
     """The `top_k` classes of each image file under a trained classification workdir's checkpoint
     (latest, best, or `step`; its EMA parameters with `use_ema`), averaged over `tta_name`'s views.
+    `invert` and `mnist_style` as in `read_images` (for photos of handwritten digits: both).
 
     Raises:
       ValueError: for a segmentation workdir, no paths, `top_k < 1`, or an unreadable image.
@@ -95,7 +111,7 @@ def predict_files(workdir: str, paths: Sequence[str], *, top_k: int = 5, invert:
     if task != "classification":
         raise ValueError(f"{workdir!r} is a {task} workdir; predict classifies images (classification workdirs)")
     experiment, state, _ = classification.restore_workdir(workdir, step=step, use_best=use_best)
-    images = read_images(paths, experiment.spec.image_shape, invert=invert)
+    images = read_images(paths, experiment.spec.image_shape, invert=invert, mnist_style=mnist_style)
     _warn_on_polarity(paths, images, experiment.mean, invert)
     normalized = ((images - experiment.mean) / experiment.std).astype(np.float32)
     predictor = evaluation.make_predictor(state.apply_fn, tta_name,

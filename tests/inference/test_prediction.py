@@ -92,6 +92,23 @@ def test_read_images_resizes_and_converts(test_digits, tmp_path):
     assert rgb.shape == (1, 32, 32, 3) and np.array_equal(rgb[..., 0], rgb[..., 2])
 
 
+def test_photo_of_ink_on_paper_with_invert_and_mnist_style(trained_workdir, test_digits, tmp_path, capsys):
+    digit = test_digits[0][3]
+    big = Image.fromarray(255 - digit, "L").resize((140, 140), Image.Resampling.BILINEAR)
+    page = Image.new("L", (300, 240), 210)  # gray paper, the digit small and off centre
+    page.paste(Image.fromarray(np.minimum(np.asarray(big), 210).astype(np.uint8), "L"), (150, 20))
+    path = os.path.join(tmp_path, "photo.png")
+    page.convert("RGB").save(path)
+    framed = prediction.read_images([path], (28, 28, 1), invert=True, mnist_style=True)[0, ..., 0]
+    assert np.corrcoef(framed.ravel(), digit.ravel())[0, 1] > 0.9
+    whole = prediction.read_images([path], (28, 28, 1), invert=True)[0, ..., 0]
+    assert np.corrcoef(whole.ravel(), digit.ravel())[0, 1] < 0.5  # resizing the whole page is not enough
+    assert cli.main(["predict", f"--workdir={trained_workdir}", path, "--invert", "--mnist_style", "--top=1"]) == 0
+    assert capsys.readouterr().out.startswith(f"{path}: ")
+    with pytest.raises(ValueError, match="mnist_style frames gray square digits"):
+        prediction.read_images([path], (32, 32, 3), mnist_style=True)
+
+
 def test_polarity_warning(trained_workdir, test_digits, tmp_path, caplog):
     pixels = test_digits[0][0]
     paths = [save(tmp_path, "plain.png", pixels), save(tmp_path, "ink.png", 255 - pixels)]
