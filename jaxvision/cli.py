@@ -264,9 +264,10 @@ def command_predict(args, overrides) -> int:
         raise ValueError("predict takes no --config.* overrides; it reads the workdir's config.json")
     from jaxvision.inference import prediction
 
-    predictions = prediction.predict_files(args.workdir, args.images, top_k=args.top, invert=args.invert,
-                                           mnist_style=args.mnist_style, tta_name=args.tta, use_ema=args.use_ema, step=args.step,
-                                           use_best=args.best)
+    predictions = prediction.predict_files(
+        args.workdir, args.images, top_k=args.top, invert=args.invert, mnist_style=args.mnist_style,
+        tta_name=args.tta, use_ema=args.use_ema, step=args.step, use_best=args.best,
+    )
     if args.format == "json":
         print(json.dumps([{"file": p.path, "labels": p.labels, "names": p.names, "probabilities": p.probabilities}
                           for p in predictions], indent=2))

@@ -49,10 +49,9 @@ def mnist_style(gray: np.ndarray, *, size: int = 28, ink_threshold: float = 0.1,
     scale = box / max(strokes.shape)
     height, width = (max(1, round(side * scale)) for side in strokes.shape)
     digit = _resize(strokes, height, width)
-    total = digit.sum()
     grid_rows, grid_cols = np.indices(digit.shape)
-    centre_row = (grid_rows * digit).sum() / total if total > 0 else (height - 1) / 2
-    centre_col = (grid_cols * digit).sum() / total if total > 0 else (width - 1) / 2
+    centre_row = (grid_rows * digit).sum() / digit.sum()  # > 0: the brightest stroke is kept
+    centre_col = (grid_cols * digit).sum() / digit.sum()
     # Top-left corner that puts the centre of mass on pixel (size/2, size/2), kept inside the
     # canvas. MNIST's own digits have it there: their centres of mass lie in [13.5, 14.5] (an
     # integer shift onto 14), e.g. rows 13.8-14.2 and columns 13.6-14.0 for the first test digits.

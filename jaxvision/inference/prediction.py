@@ -41,11 +41,13 @@ class Prediction:
 
 
 def read_images(paths: Sequence[str], image_shape: tuple[int, int, int], *, invert: bool = False,
-                mnist_style: bool = False) -> np.ndarray:
+                mnist_style: bool = False, expected_brightness: float | None = None) -> np.ndarray:
     """Image files as `float32[N, H, W, C]` in [0, 1] at `image_shape` = (H, W, C), C 1 or 3.
 
     `invert` flips the pixels (`1 - x`); `mnist_style` (gray square images only) then frames each
-    digit as MNIST does instead of resizing the whole file (`digit_photos.mnist_style`).
+    digit as MNIST does instead of resizing the whole file (`digit_photos.mnist_style`). With
+    `expected_brightness` (the training images' mean pixel), a file whose mean pixel after `invert`
+    is further than `BRIGHTNESS_WARNING_GAP` from it is logged as probably inverted.
 
     Raises:
       FileNotFoundError: naming a missing file.
@@ -73,6 +75,8 @@ def read_images(paths: Sequence[str], image_shape: tuple[int, int, int], *, inve
             raise ValueError(f"{path!r} is not an image file Pillow can read") from None
         if invert:
             pixels = 1.0 - pixels
+        if expected_brightness is not None:
+            _warn_on_polarity(path, float(pixels.mean()), expected_brightness, invert)
         if mnist_style:
             try:
                 pixels = digit_photos.mnist_style(pixels, size=height)
@@ -111,8 +115,8 @@ def predict_files(workdir: str, paths: Sequence[str], *, top_k: int = 5, invert:
     if task != "classification":
         raise ValueError(f"{workdir!r} is a {task} workdir; predict classifies images (classification workdirs)")
     experiment, state, _ = classification.restore_workdir(workdir, step=step, use_best=use_best)
-    images = read_images(paths, experiment.spec.image_shape, invert=invert, mnist_style=mnist_style)
-    _warn_on_polarity(paths, images, experiment.mean, invert)
+    images = read_images(paths, experiment.spec.image_shape, invert=invert, mnist_style=mnist_style,
+                         expected_brightness=float(np.mean(experiment.mean)))
     normalized = ((images - experiment.mean) / experiment.std).astype(np.float32)
     predictor = evaluation.make_predictor(state.apply_fn, tta_name,
                                           crop_padding=experiment.config.augment.random_crop_padding or 4)
@@ -129,11 +133,8 @@ def predict_files(workdir: str, paths: Sequence[str], *, top_k: int = 5, invert:
     return predictions
 
 
-def _warn_on_polarity(paths, images, training_mean, invert):
-    training_brightness = float(np.mean(training_mean))
-    for path, image in zip(paths, images):
-        gap = float(image.mean()) - training_brightness
-        if abs(gap) > BRIGHTNESS_WARNING_GAP:
-            hint = "drop --invert" if invert else "if it is dark ink on a light background, try --invert"
-            logger.warning("%s: mean brightness %.2f is far from the training images' %.2f (%s)",
-                           path, image.mean(), training_brightness, hint)
+def _warn_on_polarity(path: str, brightness: float, expected_brightness: float, invert: bool) -> None:
+    if abs(brightness - expected_brightness) > BRIGHTNESS_WARNING_GAP:
+        hint = "drop --invert" if invert else "if it is dark ink on a light background, try --invert"
+        logger.warning("%s: mean brightness %.2f is far from the training images' %.2f (%s)",
+                       path, brightness, expected_brightness, hint)

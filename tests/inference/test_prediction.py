@@ -116,6 +116,12 @@ def test_polarity_warning(trained_workdir, test_digits, tmp_path, caplog):
         prediction.predict_files(trained_workdir, paths)
     messages = [record.getMessage() for record in caplog.records]
     assert len(messages) == 1 and "ink.png" in messages[0] and "try --invert" in messages[0]
+    caplog.clear()
+    # Framing digits: the check reads the file before framing; ink on white without --invert fails.
+    with caplog.at_level(logging.WARNING, logger="jaxvision.inference.prediction"):
+        with pytest.raises(ValueError, match="ink.png: the image has no stroke .* needs inverting first"):
+            prediction.read_images(paths[1:], (28, 28, 1), mnist_style=True, expected_brightness=0.13)
+    assert len(caplog.records) == 1 and "try --invert" in caplog.records[0].getMessage()
 
 
 def test_errors(trained_workdir, tmp_path):
