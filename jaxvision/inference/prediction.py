@@ -111,12 +111,15 @@ def predict_files(workdir: str, paths: Sequence[str], *, top_k: int = 5, invert:
         raise ValueError("no image files given")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    task = loop.read_workdir_config(workdir).get("task", "classification")
+    config = loop.read_workdir_config(workdir)
+    task = config.get("task", "classification")
     if task != "classification":
         raise ValueError(f"{workdir!r} is a {task} workdir; predict classifies images (classification workdirs)")
+    # The files first (a typo fails at once), then the checkpoint; the statistics are the run's (cached).
+    mean, _ = datasets.normalization_stats(config.dataset.name, data_dir=config.dataset.data_dir or None)
+    images = read_images(paths, datasets.get_dataset_spec(config.dataset.name).image_shape, invert=invert,
+                         mnist_style=mnist_style, expected_brightness=float(np.mean(mean)))
     experiment, state, _ = classification.restore_workdir(workdir, step=step, use_best=use_best)
-    images = read_images(paths, experiment.spec.image_shape, invert=invert, mnist_style=mnist_style,
-                         expected_brightness=float(np.mean(experiment.mean)))
     normalized = ((images - experiment.mean) / experiment.std).astype(np.float32)
     predictor = evaluation.make_predictor(state.apply_fn, tta_name,
                                           crop_padding=experiment.config.augment.random_crop_padding or 4)
