@@ -120,6 +120,13 @@ def test_cli_summary_text_json_and_csv(capsys):
     lenet = models.summary(models.create_model("lenet5", num_classes=1000), (28, 28, 1))
     assert sum(int(row["macs"]) for row in rows) == lenet.total_macs
 
+    from jaxvision.models import segmentation
+
+    assert cli.main(["summary", "unet_small", "--num_classes=11", "--input_shape=64x64x1", "--format=json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    unet = models.summary(segmentation.create_segmentation_model("unet_small", num_classes=11), (64, 64, 1))
+    assert data["total_params"] == unet.total_params and data["rows"][-1]["output_shape"] == [64, 64, 11]
+
 
 @pytest.mark.parametrize(
     "args, message",
