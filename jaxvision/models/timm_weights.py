@@ -46,15 +46,42 @@ import numpy as np
 
 from jaxvision.models import torchvision_weights
 
-# A timm ViT key's module -> torchvision's, applied to what follows "blocks.{i}." or to the top level.
-_BLOCK_MODULES = {
-    "norm1": "ln_1", "norm2": "ln_2", "attn.proj": "self_attention.out_proj", "mlp.fc1": "mlp.0", "mlp.fc2": "mlp.3",
-}  # fmt: skip
-_TOP_MODULES = {"patch_embed.proj": "conv_proj", "norm": "encoder.ln", "head": "heads.head"}
-_TOP_PARAMETERS = {"cls_token": "class_token", "pos_embed": "encoder.pos_embedding"}
-# The same tables from torchvision's names to timm's.
-_TIMM_BLOCK_MODULES = {torch_name: timm_name for timm_name, torch_name in _BLOCK_MODULES.items()}
-_TIMM_TOP_NAMES = {torch_name: timm_name for timm_name, torch_name in {**_TOP_PARAMETERS, **_TOP_MODULES}.items()}
+# One table, both directions: a timm ViT key <-> its torchvision key; `{i}` is a block index and
+# `{leaf}` weight or bias.
+_BLOCK = "encoder.layers.encoder_layer_{i}"
+_NAME_PAIRS = (
+    ("cls_token", "class_token"),
+    ("pos_embed", "encoder.pos_embedding"),
+    ("patch_embed.proj.{leaf}", "conv_proj.{leaf}"),
+    ("norm.{leaf}", "encoder.ln.{leaf}"),
+    ("head.{leaf}", "heads.head.{leaf}"),
+    ("blocks.{i}.norm1.{leaf}", _BLOCK + ".ln_1.{leaf}"),
+    ("blocks.{i}.norm2.{leaf}", _BLOCK + ".ln_2.{leaf}"),
+    ("blocks.{i}.attn.qkv.{leaf}", _BLOCK + ".self_attention.in_proj_{leaf}"),
+    ("blocks.{i}.attn.proj.{leaf}", _BLOCK + ".self_attention.out_proj.{leaf}"),
+    ("blocks.{i}.mlp.fc1.{leaf}", _BLOCK + ".mlp.0.{leaf}"),
+    ("blocks.{i}.mlp.fc2.{leaf}", _BLOCK + ".mlp.3.{leaf}"),
+)
+
+
+def _key_pattern(template: str) -> re.Pattern:
+    escaped = re.escape(template).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{leaf\}", r"(?P<leaf>weight|bias)")
+    return re.compile(escaped)
+
+
+_TIMM_TO_TORCHVISION = tuple((_key_pattern(timm), torchvision) for timm, torchvision in _NAME_PAIRS)
+_TORCHVISION_TO_TIMM = tuple((_key_pattern(torchvision), timm) for timm, torchvision in _NAME_PAIRS)
+
+
+def _rename(key: str, table) -> str | None:
+    """`key` renamed by the first `(pattern, template)` of `table` that matches it whole, else None."""
+    for pattern, template in table:
+        match = pattern.fullmatch(key)
+        if match:
+            return template.format(**match.groupdict())
+    return None
+
+
 # Keys of timm ViT variants that are different networks, and what they are.
 _OTHER_ARCHITECTURES = {
     r"\.ls[12]\.": "layer scale (ls1/ls2)",
@@ -70,21 +97,6 @@ _OTHER_ARCHITECTURES = {
 def is_timm_vit(state_dict: Mapping[str, Any]) -> bool:
     """Whether `state_dict` is laid out as a timm ViT (it has `patch_embed.proj.weight`)."""
     return "patch_embed.proj.weight" in state_dict
-
-
-def _torchvision_key(key: str) -> str | None:
-    """The torchvision name of one timm ViT key, None for a key no torchvision ViT has."""
-    if key in _TOP_PARAMETERS:
-        return _TOP_PARAMETERS[key]
-    block = re.fullmatch(r"blocks\.(\d+)\.(.+)\.(weight|bias)", key)
-    if block:
-        index, module, leaf = block.groups()
-        prefix = f"encoder.layers.encoder_layer_{index}"
-        if module == "attn.qkv":
-            return f"{prefix}.self_attention.in_proj_{leaf}"
-        return f"{prefix}.{_BLOCK_MODULES[module]}.{leaf}" if module in _BLOCK_MODULES else None
-    module, _, leaf = key.rpartition(".")
-    return f"{_TOP_MODULES[module]}.{leaf}" if module in _TOP_MODULES else None
 
 
 def timm_to_torchvision(state_dict: Mapping[str, Any]) -> dict[str, Any]:
@@ -105,7 +117,7 @@ def timm_to_torchvision(state_dict: Mapping[str, Any]) -> dict[str, Any]:
             )
     renamed, unknown = {}, []
     for key, value in state_dict.items():
-        new_key = _torchvision_key(key)
+        new_key = _rename(key, _TIMM_TO_TORCHVISION)
         if new_key is None:
             unknown.append(key)
         else:
@@ -115,26 +127,11 @@ def timm_to_torchvision(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     return renamed
 
 
-def _timm_key(key: str) -> str | None:
-    """The timm name of one torchvision ViT key (the inverse of `_torchvision_key`), None for a key
-    that is not a torchvision ViT's."""
-    if key in _TIMM_TOP_NAMES:
-        return _TIMM_TOP_NAMES[key]
-    block = re.fullmatch(r"encoder\.layers\.encoder_layer_(\d+)\.(.+)[._](weight|bias)", key)
-    if block:
-        index, module, leaf = block.groups()
-        if module == "self_attention.in_proj":
-            return f"blocks.{index}.attn.qkv.{leaf}"
-        return f"blocks.{index}.{_TIMM_BLOCK_MODULES[module]}.{leaf}" if module in _TIMM_BLOCK_MODULES else None
-    module, _, leaf = key.rpartition(".")
-    return f"{_TIMM_TOP_NAMES[module]}.{leaf}" if module in _TIMM_TOP_NAMES else None
-
-
 def torchvision_to_timm(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """The inverse of `timm_to_torchvision`: torchvision ViT keys renamed to timm's (same arrays)."""
     renamed = {}
     for key, value in state_dict.items():
-        new_key = _timm_key(key)
+        new_key = _rename(key, _TORCHVISION_TO_TIMM)
         if new_key is None:
             raise ValueError(f"{key!r} is not a torchvision ViT key")
         renamed[new_key] = value
