@@ -115,12 +115,12 @@ def predict_files(workdir: str, paths: Sequence[str], *, top_k: int = 5, invert:
     task = config.get("task", "classification")
     if task != "classification":
         raise ValueError(f"{workdir!r} is a {task} workdir; predict classifies images (classification workdirs)")
-    # The files first (a typo fails at once), then the checkpoint; the statistics are the run's (cached).
-    mean, _ = datasets.normalization_stats(config.dataset.name, data_dir=config.dataset.data_dir or None)
+    # The files first (a typo fails at once), then the checkpoint; the run's statistics (cached JSON).
+    mean, std = datasets.normalization_stats(config.dataset.name, data_dir=config.dataset.data_dir or None)
     images = read_images(paths, datasets.get_dataset_spec(config.dataset.name).image_shape, invert=invert,
                          mnist_style=mnist_style, expected_brightness=float(np.mean(mean)))
     experiment, state, _ = classification.restore_workdir(workdir, step=step, use_best=use_best)
-    normalized = ((images - experiment.mean) / experiment.std).astype(np.float32)
+    normalized = ((images - mean) / std).astype(np.float32)  # the statistics the run trained with
     predictor = evaluation.make_predictor(state.apply_fn, tta_name,
                                           crop_padding=experiment.config.augment.random_crop_padding or 4)
     stacked = ensemble.stack_params([evaluation.state_variables(state, use_ema)])

@@ -11,6 +11,7 @@ Every model is a `flax.linen` module whose `__call__(images, *, train)` returns
 
 import dataclasses
 import functools
+import inspect
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -94,10 +95,8 @@ def native_input_shape(name: str, **kwargs: Any) -> tuple[int, int, int]:
 
 
 def _option_default(constructor: Callable[..., nn.Module], option: str) -> Any:
-    if isinstance(constructor, functools.partial) and option in constructor.keywords:
-        return constructor.keywords[option]
-    target = constructor.func if isinstance(constructor, functools.partial) else constructor
-    return {field.name: field.default for field in dataclasses.fields(target)}[option]
+    # A partial's signature carries its keywords as the defaults (vit_cifar's image_size=32).
+    return inspect.signature(constructor).parameters[option].default
 
 
 def model_options(constructor: Callable[..., nn.Module]) -> list[str]:
