@@ -6,6 +6,7 @@
     jaxvision search [--config=NAME_OR_PATH[:VARIANT]] [--workdir=DIR] --trials=N --param=KEY:DIST:ARGS ...
                      [--seed=S] [--no_grid] [--config.KEY=VALUE ...]
     jaxvision predict --workdir=DIR IMAGE [IMAGE ...] [--top=K] [--invert] [--mnist_style] [--tta=NAME] [--use_ema] [--best | --step=N]
+    jaxvision predict --workdir=SEGMENTATION_DIR IMAGE [IMAGE ...] [--out_dir=DIR] [--invert] [--use_ema] [--best | --step=N]
     jaxvision list
     jaxvision summary MODEL [--input_shape=H,W,C] [--num_classes=N] [--option=KEY=VALUE ...] [--depth=D]
                       [--train] [--format=text|csv|json]
@@ -26,6 +27,7 @@ import os
 import sys
 
 DEFAULT_CONFIG = "digits_lenet"
+PREDICT_TOP = 5  # classes shown per image by `predict` on a classification workdir
 
 
 def experiments_dirs() -> list[str]:
@@ -259,9 +261,16 @@ def command_eval_averaged(args) -> int:
 
 
 def command_predict(args, overrides) -> int:
-    """The top classes of image files under a trained classification workdir."""
+    """The top classes of image files under a trained classification workdir, or their class maps
+    (mask and overlay PNGs) under a segmentation workdir."""
     if overrides:
         raise ValueError("predict takes no --config.* overrides; it reads the workdir's config.json")
+    from jaxvision.training import loop
+
+    if loop.read_workdir_config(args.workdir).get("task", "classification") == "segmentation":
+        return _predict_segmentation(args)
+    if args.out_dir is not None:
+        raise ValueError("--out_dir is for segmentation workdirs (mask files); a classifier's predictions are printed")
     from jaxvision.inference import prediction
 
     predictions = prediction.predict_files(
@@ -275,6 +284,27 @@ def command_predict(args, overrides) -> int:
     for p in predictions:
         classes = ", ".join(f"{name} {probability:.1%}" for name, probability in zip(p.names, p.probabilities))
         print(f"{p.path}: {classes}")
+    return 0
+
+
+def _predict_segmentation(args) -> int:
+    from jaxvision.inference import segmentation_prediction
+
+    classifier_only = {"--top": args.top != PREDICT_TOP, "--mnist_style": args.mnist_style, "--tta": args.tta != "none"}
+    if any(classifier_only.values()):
+        given = ", ".join(name for name, used in classifier_only.items() if used)
+        raise ValueError(f"{given}: for classification workdirs; {args.workdir!r} is a segmentation workdir")
+    predictions = segmentation_prediction.segment_files(
+        args.workdir, args.images, out_dir=args.out_dir, invert=args.invert, use_ema=args.use_ema, step=args.step,
+        use_best=args.best,
+    )
+    if args.format == "json":
+        print(json.dumps([{"file": p.path, "mask": p.mask_path, "overlay": p.overlay_path, "shape": p.shape,
+                           "class_fractions": p.class_fractions} for p in predictions], indent=2))
+        return 0
+    for p in predictions:
+        classes = ", ".join(f"{name} {fraction:.1%}" for name, fraction in p.class_fractions.items())
+        print(f"{p.path}: {classes} -> {p.mask_path}, {p.overlay_path}")
     return 0
 
 
@@ -403,10 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="average the test probabilities of these workdirs (seeds, checkpoints)")
     evaluate.add_argument("--use_ema", action="store_true", help="--ensemble: use each run's EMA parameters")
     evaluate.set_defaults(handler=command_eval)
-    predicting = commands.add_parser("predict", help="classify image files with a trained workdir")
+    predicting = commands.add_parser("predict", help="classify (or segment) image files with a trained workdir")
     predicting.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
-    predicting.add_argument("--workdir", required=True, help="a trained classification workdir")
-    predicting.add_argument("--top", type=int, default=5, help="how many classes to show per image")
+    predicting.add_argument("--workdir", required=True, help="a trained classification or segmentation workdir")
+    predicting.add_argument("--top", type=int, default=PREDICT_TOP, help="how many classes to show per image")
     predicting.add_argument("--invert", action="store_true",
                             help="invert the pixels (dark ink on paper for a model trained on MNIST-style digits)")
     predicting.add_argument("--mnist_style", action="store_true",
@@ -415,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     predicting.add_argument("--use_ema", action="store_true", help="use the run's EMA parameters")
     predicting.add_argument("--step", type=int, default=None, help="a specific checkpoint step")
     predicting.add_argument("--best", action="store_true", help="use the best checkpoint instead of the latest")
+    predicting.add_argument("--out_dir", default=None,
+                            help="segmentation: where the mask and overlay PNGs go (default WORKDIR/predictions)")
     predicting.add_argument("--format", default="text", choices=("text", "json"))
     predicting.set_defaults(handler=command_predict)
     searching = commands.add_parser("search", help="random hyper-parameter search with short trials (+ a same-budget grid)")

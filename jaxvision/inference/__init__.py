@@ -2,7 +2,8 @@
 
 Both take an `apply_fn` returning logits and return averaged class probabilities (softmax first,
 then the mean), float32 `[B, num_classes]`. `evaluation` runs them over a workdir's test split;
-`prediction` classifies image files with a trained workdir (`jaxvision predict`).
+`prediction` classifies image files with a trained workdir (`jaxvision predict`);
+`segmentation_prediction` writes their class maps with a segmentation workdir.
 """
 
 from jaxvision.inference.ensemble import ensemble_average, stack_params

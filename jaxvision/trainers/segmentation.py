@@ -236,6 +236,13 @@ def color_palette(num_classes: int, ignore_label: int = seg_data.IGNORE_LABEL) -
     return palette
 
 
+def overlay_classes(pixels: np.ndarray, class_map: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """`uint8[..., H, W, 3]`: each labelled pixel of `class_map` (`int[..., H, W]`) blended 60% with
+    its `palette` colour over `pixels` (`uint8[..., H, W, 3]`); background (class 0) stays the image."""
+    labelled = (class_map != 0)[..., None]
+    return np.where(labelled, (0.4 * pixels + 0.6 * palette[class_map]).astype(np.uint8), pixels)
+
+
 def save_overlays(experiment: Experiment, state: TrainState, path: str, num_images: int) -> str | None:
     """Write a PNG grid: per test image, the image, the ground truth map over it, the prediction over it."""
     if num_images <= 0 or jax.process_index() != 0:
@@ -251,14 +258,9 @@ def save_overlays(experiment: Experiment, state: TrainState, path: str, num_imag
     if pixels.shape[-1] == 1:
         pixels = np.repeat(pixels, 3, axis=-1)
     pixels = (pixels * 255).astype(np.uint8)
-
-    def overlay(maps):
-        colors = palette[maps]  # [n, H, W, 3]
-        labelled = (maps != 0)[..., None]  # background stays the image
-        return np.where(labelled, (0.4 * pixels + 0.6 * colors).astype(np.uint8), pixels)
-
-    rows = [np.concatenate(list(panel), axis=1) for panel in (pixels, overlay(batch["segmentation"][:num_images]),
-                                                                overlay(predictions))]
+    rows = [np.concatenate(list(panel), axis=1)
+            for panel in (pixels, overlay_classes(pixels, batch["segmentation"][:num_images], palette),
+                          overlay_classes(pixels, predictions, palette))]
     grid = np.concatenate(rows, axis=0)  # [3 H, n W, 3]: image / ground truth / prediction
     scale = max(1, 256 // images.shape[1])
     Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST).save(path)

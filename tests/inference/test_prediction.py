@@ -13,6 +13,7 @@ from jaxvision import cli
 from jaxvision.data import tfds as datasets
 from jaxvision.inference import evaluation, prediction
 from jaxvision.trainers import classification
+from tests.image_files import save
 
 NUM_FILES = 5
 
@@ -35,15 +36,6 @@ def test_digits(tmp_path_factory, digits_data_dir):
     source = datasets.load_data_source("embedded_digits", "test", data_dir=digits_data_dir)
     records = [source[i] for i in range(NUM_FILES)]
     return [record["image"][..., 0] for record in records], [int(record["label"]) for record in records]
-
-
-def save(folder, name, pixels, mode="L", size=None):
-    image = Image.fromarray(pixels, "L").convert(mode)
-    if size is not None:
-        image = image.resize(size, Image.Resampling.NEAREST)
-    path = os.path.join(folder, name)
-    image.save(path)
-    return path
 
 
 @pytest.fixture(scope="module")

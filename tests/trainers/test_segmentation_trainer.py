@@ -22,16 +22,6 @@ from jaxvision.training.state import create_train_state
 NUM_CLASSES = 11
 
 
-@pytest.fixture(scope="session")
-def scenes_data_dir(tmp_path_factory):
-    """A tfds data_dir with the digit scenes (4,000 / 500 at 64x64) prepared once per session."""
-    from jaxvision.data import segmentation as seg_data
-
-    data_dir = str(tmp_path_factory.mktemp("tfds_scenes"))
-    seg_data.prepare_segmentation_dataset("digit_scenes", data_dir=data_dir)
-    return data_dir
-
-
 def smoke_args(workdir, data_dir, *extra):
     return ["train", "--config=digits_unet:smoke", f"--workdir={workdir}",
             f"--config.dataset.data_dir={data_dir}", *extra]
