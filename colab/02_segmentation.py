@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -126,3 +128,29 @@ resumed = segmentation.train_and_evaluate(config, workdir)
 assert resumed["params_fingerprint"] == results["params_fingerprint"]
 print("resumed at step", resumed["num_steps"], "with the same parameters:", resumed["params_fingerprint"][:16])
 print("checkpoints:", sorted(os.listdir(os.path.join(workdir, "checkpoints"))))
+
+# %% [markdown]
+# ## Your own images
+# `segment_files` (the library behind `jaxvision predict` on a segmentation workdir) resizes each
+# file to the data set's size, predicts, resizes the logits back to the file's own size, and writes
+# a palette PNG of class indices and an overlay per file. Put your files in `IMAGES` (on Colab:
+# upload them in the Files pane); left empty, two test images saved as 2x-enlarged JPEGs stand in.
+
+# %%
+from PIL import Image as PILImage
+
+from jaxvision.inference import segmentation_prediction
+
+IMAGES = []
+if not IMAGES:
+    test_source = segmentation_data.load_segmentation_source(
+        config.dataset.name, spec.test_split, data_dir=config.dataset.data_dir or None)
+    for index in range(2):
+        pixels = test_source[index]["image"]
+        photo = PILImage.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+        IMAGES.append(os.path.join(workdir, f"example{index}.jpg"))
+        photo.resize((2 * photo.width, 2 * photo.height), PILImage.Resampling.BICUBIC).save(IMAGES[-1], quality=90)
+for predicted in segmentation_prediction.segment_files(workdir, IMAGES):
+    shares = ", ".join(f"{name} {share:.1%}" for name, share in list(predicted.class_fractions.items())[:4])
+    print(f"{predicted.path} {predicted.shape}: {shares}\n  mask {predicted.mask_path}")
+    display(Image(filename=predicted.overlay_path))

@@ -13,7 +13,7 @@ NOTEBOOKS = sorted(name[:-3] for name in os.listdir(COLAB) if name.endswith(".py
 TRAINING_RUN = ("devices:", "test_accuracy", "resumed at step 8")
 EXPECTED_OUTPUTS = {
     "01_train_classifier": TRAINING_RUN,
-    "02_segmentation": TRAINING_RUN,
+    "02_segmentation": (*TRAINING_RUN, "example1.jpg (128, 128): ", "_mask.png"),
     "03_pretrained_classifier": ("devices:", "saved ", "photo 0 top-5: class", "photo 1 top-5: class", "logits shape (2, 1000)"),
 }
 
