@@ -274,8 +274,8 @@ def command_predict(args, overrides) -> int:
     from jaxvision.inference import prediction
 
     predictions = prediction.predict_files(
-        args.workdir, args.images, top_k=args.top, invert=args.invert, mnist_style=args.mnist_style,
-        tta_name=args.tta, use_ema=args.use_ema, step=args.step, use_best=args.best,
+        args.workdir, args.images, top_k=PREDICT_TOP if args.top is None else args.top, invert=args.invert,
+        mnist_style=args.mnist_style, tta_name=args.tta, use_ema=args.use_ema, step=args.step, use_best=args.best,
     )
     if args.format == "json":
         print(json.dumps([{"file": p.path, "labels": p.labels, "names": p.names, "probabilities": p.probabilities}
@@ -290,7 +290,7 @@ def command_predict(args, overrides) -> int:
 def _predict_segmentation(args) -> int:
     from jaxvision.inference import segmentation_prediction
 
-    classifier_only = {"--top": args.top != PREDICT_TOP, "--mnist_style": args.mnist_style, "--tta": args.tta != "none"}
+    classifier_only = {"--top": args.top is not None, "--mnist_style": args.mnist_style, "--tta": args.tta != "none"}
     if any(classifier_only.values()):
         given = ", ".join(name for name, used in classifier_only.items() if used)
         raise ValueError(f"{given}: for classification workdirs; {args.workdir!r} is a segmentation workdir")
@@ -436,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     predicting = commands.add_parser("predict", help="classify (or segment) image files with a trained workdir")
     predicting.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     predicting.add_argument("--workdir", required=True, help="a trained classification or segmentation workdir")
-    predicting.add_argument("--top", type=int, default=PREDICT_TOP, help="how many classes to show per image")
+    predicting.add_argument("--top", type=int, default=None, help=f"how many classes to show per image (default {PREDICT_TOP})")
     predicting.add_argument("--invert", action="store_true",
                             help="invert the pixels (dark ink on paper for a model trained on MNIST-style digits)")
     predicting.add_argument("--mnist_style", action="store_true",

@@ -143,5 +143,7 @@ def test_cli_predict(trained_workdir, test_digits, tmp_path, capsys):
     assert row["file"] == path and len(row["labels"]) == 3 and row["names"] == [str(i) for i in row["labels"]]
     assert cli.main(["predict", f"--workdir={trained_workdir}", path, "--top=1"]) == 0
     assert capsys.readouterr().out.startswith(f"{path}: {row['names'][0]} ")
+    assert cli.main(["predict", f"--workdir={trained_workdir}", path]) == 0
+    assert capsys.readouterr().out.count("%") == cli.PREDICT_TOP  # the default number of classes
     assert cli.main(["predict", f"--workdir={trained_workdir}", str(tmp_path / "nope.png")]) == 2
     assert "does not exist" in capsys.readouterr().err

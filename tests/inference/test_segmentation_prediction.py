@@ -164,7 +164,7 @@ def test_errors_name_the_problem(trained_workdir, test_scenes, tmp_path, capsys)
         segmentation_prediction.segment_files(trained_workdir, [])
     with pytest.raises(FileNotFoundError, match="missing.png"):
         segmentation_prediction.segment_files(trained_workdir, [str(tmp_path / "missing.png")])
-    for flags, match in ((["--top=3"], "--top"), (["--mnist_style"], "--mnist_style"),
+    for flags, match in (([f"--top={cli.PREDICT_TOP}"], "--top"), (["--mnist_style"], "--mnist_style"),
                          (["--tta=flip", "--top=2"], "--top, --tta")):
         assert cli.main(["predict", f"--workdir={trained_workdir}", path, *flags]) == 2
         assert f"{match}: for classification workdirs" in capsys.readouterr().err
