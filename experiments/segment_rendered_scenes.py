@@ -36,18 +36,19 @@ def render_photo(scene: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(paper, 0, 255).astype(np.uint8)
 
 
-def scores(predictions, truths, num_classes: int) -> dict[str, float]:
+def scores(predictions, truths, spec) -> dict[str, float]:
     """Scores of the written masks against `truths` (`int[H, W]` maps at the files' sizes)."""
     from PIL import Image
 
+    from jaxvision.metrics import segmentation as seg_metrics
     from jaxvision.trainers import segmentation
 
-    confusion = np.zeros((num_classes, num_classes), np.int64)
+    confusion = np.zeros((spec.num_classes, spec.num_classes), np.int64)
     for predicted, truth in zip(predictions, truths):
         with Image.open(predicted.mask_path) as mask:
-            class_map = np.asarray(mask).astype(np.int64)
-        pairs = num_classes * truth.astype(np.int64).ravel() + class_map.ravel()
-        confusion += np.bincount(pairs, minlength=num_classes**2).reshape(num_classes, num_classes)
+            class_map = np.asarray(mask).astype(np.int32)
+        confusion += np.asarray(seg_metrics.confusion_matrix(truth.astype(np.int32), class_map, spec.num_classes,
+                                                             ignore_label=spec.ignore_label), np.int64)
     return segmentation.scores_from_confusion(confusion)
 
 
@@ -95,7 +96,7 @@ def main() -> None:
     for name, (paths, truths, invert) in variants.items():
         out_dir = os.path.join(args.out, name.replace(", ", "_").replace(" ", "_"))
         predicted[name] = segmentation_prediction.segment_files(args.workdir, paths, out_dir=out_dir, invert=invert)
-        results[name] = scores(predicted[name], truths, spec.num_classes)
+        results[name] = scores(predicted[name], truths, spec)
         print(f"{name:>18}: mean IoU {results[name]['mean_iou']:.3f}, pixel accuracy "
               f"{results[name]['accuracy']:.3f}, mean class accuracy {results[name]['mean_class_accuracy']:.3f}")
     with open(os.path.join(args.out, "scores.json"), "w") as f:
