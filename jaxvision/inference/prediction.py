@@ -86,6 +86,22 @@ def read_images(paths: Sequence[str], image_shape: tuple[int, int, int], *, inve
     return np.stack(images)
 
 
+def workdir_config_for(workdir: str, task: str, paths: Sequence[str]):
+    """The config of `workdir` (its `config.json`), checked to be a `task` run with files to predict.
+
+    Raises:
+      ValueError: if `paths` is empty or the workdir trained another task.
+      FileNotFoundError: if the workdir has no config.json.
+    """
+    if not paths:
+        raise ValueError("no image files given")
+    config = loop.read_workdir_config(workdir)
+    found = config.get("task", "classification")  # .get: workdirs written before the key existed
+    if found != task:
+        raise ValueError(f"{workdir!r} is a {found} workdir; predicting from it here needs a {task} workdir")
+    return config
+
+
 def class_names(config) -> list[str]:
     """The data set's class names from its tfds metadata (the digits' are "0"..."9")."""
     spec = datasets.get_dataset_spec(config.dataset.name)
@@ -107,14 +123,9 @@ def predict_files(workdir: str, paths: Sequence[str], *, top_k: int = 5, invert:
     """
     from jaxvision.trainers import classification
 
-    if not paths:
-        raise ValueError("no image files given")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    config = loop.read_workdir_config(workdir)
-    task = config.get("task", "classification")
-    if task != "classification":
-        raise ValueError(f"{workdir!r} is a {task} workdir; predict classifies images (classification workdirs)")
+    config = workdir_config_for(workdir, "classification", paths)
     # The files first (a typo fails at once), then the checkpoint; the run's statistics (cached JSON).
     mean, std = datasets.normalization_stats(config.dataset.name, data_dir=config.dataset.data_dir or None)
     images = read_images(paths, datasets.get_dataset_spec(config.dataset.name).image_shape, invert=invert,

@@ -90,12 +90,7 @@ def segment_files(workdir: str, paths: Sequence[str], *, out_dir: str | None = N
 
     from jaxvision.trainers import segmentation
 
-    if not paths:
-        raise ValueError("no image files given")
-    config = loop.read_workdir_config(workdir)
-    task = config.get("task", "classification")
-    if task != "segmentation":
-        raise ValueError(f"{workdir!r} is a {task} workdir; segment_files needs a segmentation workdir")
+    config = prediction.workdir_config_for(workdir, "segmentation", paths)
     out_dir = out_dir or os.path.join(workdir, "predictions")
     targets = output_paths(paths, out_dir)
     # The files first (a typo fails at once), then the checkpoint.
