@@ -19,7 +19,10 @@ so with several networks each runs in its own process, one after the other): XLA
 convolutions (`config.cpu_convolutions="eigen"`, `jaxvision.training.cpu_fusions`) for both;
 ResNet-50 on one CPU device, ViT-B/16 with the batch split over one CPU device per core
 (`config.cpu_parallelism="devices"`, what `jaxvision train` does by default). `--cpu-devices` and
-`--cpu-convolutions` override them.
+`--cpu-convolutions` override them. The process, torch included, runs with `--cpu-allocator`, by
+default "reuse" as `jaxvision train` sets it (`config.cpu_allocator`,
+`jaxvision.training.cpu_allocator`: glibc keeps freed memory, so per-step buffers are not
+page-faulted in again every step).
 
 GPU (when both jax and torch see one): bfloat16 compute, batch 256; torch runs channels_last
 under `torch.autocast(bfloat16)` and `torch.compile`. Not run on this machine (no GPU).
@@ -59,7 +62,7 @@ from torchvision_import import torchvision_models  # noqa: E402
 import jaxvision.models as models  # noqa: E402
 from jaxvision.models import torchvision_weights  # noqa: E402
 from jaxvision.models.summary import count_params  # noqa: E402
-from jaxvision.training import cpu_devices, cpu_fusions, sharding  # noqa: E402
+from jaxvision.training import cpu_allocator, cpu_devices, cpu_fusions, sharding  # noqa: E402
 
 NETWORKS = ("resnet50", "vit_b_16")
 # network: (CPU devices, 0 = one per core; config.cpu_convolutions). Batch 8, 224x224, 2 cores,
@@ -245,6 +248,11 @@ def bench_network(name, batch, reps, gpu, roofline):
     # Built after the check: warming up the train step updates the weights.
     torch_fwd, torch_train, torch_compile = make_torch_contenders(torch_module, images, labels, gpu)
 
+    # Warm-up, untimed: torch's first calls ran above; jax's compiled steps have not run yet, and a
+    # first execution pays one-time costs (the allocator growing its heap, page faults), as a
+    # second one can when fragmentation leaves the first heap too small.
+    for run in (jax_fwd, jax_train, jax_fwd, jax_train, torch_fwd, torch_train):
+        run()
     macs = models.summary(model, (224, 224, 3)).total_macs
     flops = {"forward": 2 * macs * batch, "train": 6 * macs * batch}
     times = {(impl, mode): [] for impl in ("jaxvision", "torch") for mode in ("forward", "train")}
@@ -308,6 +316,8 @@ def main(argv=None):
                         help="CPU devices for jaxvision (0: one per core); default: CPU_SETTINGS'")
     parser.add_argument("--cpu-convolutions", default=None, choices=cpu_fusions.CPU_CONVOLUTIONS,
                         help="XLA:CPU kernels for jaxvision's convolutions; default: CPU_SETTINGS'")
+    parser.add_argument("--cpu-allocator", default="reuse", choices=cpu_allocator.CPU_ALLOCATORS,
+                        help="host malloc setting of the process, torch's included (config.cpu_allocator)")
     args = parser.parse_args(argv)
     networks = args.networks.split(",")
     if unknown := sorted(set(networks) - set(NETWORKS)):
@@ -316,7 +326,8 @@ def main(argv=None):
         return bench_in_processes(networks, args, argv if argv is not None else sys.argv[1:])
     cpu_batch = args.batch or (2 if args.quick else 8)
     default_devices, default_convolutions = CPU_SETTINGS[networks[0]]
-    # Before JAX starts; a GPU ignores both.
+    # Before JAX starts; a GPU ignores the last two.
+    allocator_applied = cpu_allocator.configure_cpu_allocator(args.cpu_allocator)
     cpu_devices.configure_cpu_parallelism(
         "devices", default_devices if args.cpu_devices is None else args.cpu_devices, (cpu_batch,),
         args.cpu_convolutions or default_convolutions,
@@ -328,6 +339,7 @@ def main(argv=None):
         f"{jax.device_count()} x {jax.devices()[0].device_kind} ({jax.default_backend()}, {os.cpu_count()} cores), "
         f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
         + ("" if gpu else f", XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+        + f", cpu_allocator {args.cpu_allocator} ({'applied' if allocator_applied else 'malloc unchanged'})"
     )
     roofline = matmul_roofline(gpu)
     print(f"roofline {roofline / 1e9:.1f} GFLOP/s on {device}", flush=True)

@@ -18,6 +18,9 @@ Contenders (float32, batch 128, SGD with momentum 0.9, softmax cross-entropy, tr
     still alternate in time, and only one of them runs at once.
   - torch: the same architecture written below in PyTorch 2.13 (CPU), `zero_grad/backward/step`,
     one OpenMP thread per core.
+Every process (the main one, torch included, and the worker) runs with `--cpu-allocator`, by default
+"reuse", what `jaxvision train` sets (`config.cpu_allocator`, `jaxvision.training.cpu_allocator`):
+glibc keeps freed memory for reuse, so neither library page-faults its per-step buffers in again.
 Networks: LeNet-5 (table variant, 20/50 filters, FC 500) on 28x28x1 and ResNet-18 with a CIFAR stem
 on 32x32x3. Parameter counts are checked equal before timing.
 
@@ -43,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvision.cli import DEFAULT_CONFIG, load_config
-from jaxvision.training import cpu_devices
+from jaxvision.training import cpu_allocator, cpu_devices
 from jaxvision.training.dispatch import DispatchWindow
 
 BATCH_SIZE = 128
@@ -119,10 +122,10 @@ class WorkerContender:
     contenders' `run`; the pipe round trip is well under a millisecond against steps of 50+ ms.
     """
 
-    def __init__(self, model_name: str, image_shape, strategy: str, convolutions: str):
+    def __init__(self, model_name: str, image_shape, strategy: str, convolutions: str, allocator: str):
         env = {key: value for key, value in os.environ.items() if key not in cpu_devices.CPU_SETUP_VARIABLES}
         self.process = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--worker", model_name, strategy, convolutions,
+            [sys.executable, os.path.abspath(__file__), "--worker", model_name, strategy, convolutions, allocator,
              *map(str, image_shape)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         ready = self.process.stdout.readline()
@@ -143,8 +146,9 @@ class WorkerContender:
         self.process.wait(timeout=60)
 
 
-def worker(model_name: str, strategy: str, convolutions: str, image_shape):
+def worker(model_name: str, strategy: str, convolutions: str, allocator: str, image_shape):
     """The worker side of `WorkerContender`: set up before JAX starts, then run steps on request."""
+    cpu_allocator.configure_cpu_allocator(allocator)
     cpu_devices.configure_cpu_parallelism(strategy, 0, (BATCH_SIZE,), convolutions)
     run, compile_seconds, parameters, _ = make_jax_contender(model_name, image_shape, jax.device_count())
     run(2)
@@ -236,8 +240,8 @@ def make_torch_contender(model_name: str, image_shape):
 # ------------------------------------------------------------------------------------ protocol
 
 
-def benchmark_network(model_name, image_shape, *, jax_contenders, library_contender, convolutions, repetitions,
-                      steps, roofline):
+def benchmark_network(model_name, image_shape, *, jax_contenders, library_contender, convolutions, allocator,
+                      repetitions, steps, roofline):
     """`jax_contenders`: contender name -> CPU devices in its mesh (the 1-device one first), plus
     "jaxvision_threads" in a worker process with `convolutions` (`config.cpu_convolutions`);
     `library_contender`: the one `jaxvision train` uses for the network."""
@@ -249,7 +253,7 @@ def benchmark_network(model_name, image_shape, *, jax_contenders, library_conten
             model_name, image_shape, num_devices)
         step_flops = step_flops or flops  # the 1-device module's count: the whole batch's work
         runs[name](2)
-    threads = runs["jaxvision_threads"] = WorkerContender(model_name, image_shape, "threads", convolutions)
+    threads = runs["jaxvision_threads"] = WorkerContender(model_name, image_shape, "threads", convolutions, allocator)
     result.update(jaxvision_threads_compile_seconds=threads.compile_seconds,
                   jaxvision_threads_xla_flags=threads.xla_flags)
     runs["torch"], result["torch_warmup_seconds"], torch_params = make_torch_contender(model_name, image_shape)
@@ -320,14 +324,17 @@ def default_job(workdir: str) -> dict:
 
 
 def main():
-    if sys.argv[1:2] == ["--worker"]:  # WorkerContender's process: model, strategy, convolutions, image shape
-        return worker(sys.argv[2], sys.argv[3], sys.argv[4], tuple(int(size) for size in sys.argv[5:]))
+    if sys.argv[1:2] == ["--worker"]:  # WorkerContender's process: model, strategy, convolutions, allocator, image shape
+        return worker(*sys.argv[2:6], tuple(int(size) for size in sys.argv[6:]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench_results/train_step")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and steps")
     parser.add_argument("--skip-default-job", action="store_true")
     parser.add_argument("--networks", default="lenet5_table,resnet18_cifar", help="comma-separated subset")
+    parser.add_argument("--cpu-allocator", default="reuse", choices=cpu_allocator.CPU_ALLOCATORS,
+                        help="host malloc setting of every process, torch's included (config.cpu_allocator)")
     args = parser.parse_args()
+    allocator_applied = cpu_allocator.configure_cpu_allocator(args.cpu_allocator)
     # Before any JAX operation: one CPU device per core, as many as split the batch (as `jaxvision
     # train` does); the 1-device contender uses the first, which still runs its convolutions on every core.
     cpu_devices.configure_cpu_devices(0, (BATCH_SIZE,))
@@ -338,7 +345,8 @@ def main():
     repetitions = 7 if args.quick else 11
     roofline = matmul_roofline()
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, {os.cpu_count()} cores; "
-          f"jax {jax.__version__}, torch {torch.__version__}; f32 matmul roofline {roofline / 1e9:.1f} GFLOP/s")
+          f"jax {jax.__version__}, torch {torch.__version__}; cpu_allocator {args.cpu_allocator} "
+          f"({'applied' if allocator_applied else 'malloc unchanged'}); f32 matmul roofline {roofline / 1e9:.1f} GFLOP/s")
     networks = {  # name: (image shape, steps per timed repetition (quick, full), the config that trains it)
         "lenet5_table": ((28, 28, 1), (10, 20), DEFAULT_CONFIG),
         "resnet18_cifar": ((32, 32, 3), (1, 2), "cifar10_resnet18_recipe"),
@@ -352,10 +360,12 @@ def main():
         config = load_config(config_name)  # the library's CPU setting for the network
         rows.append(benchmark_network(
             name, image_shape, jax_contenders=jax_contenders, convolutions=config.cpu_convolutions,
+            allocator=args.cpu_allocator,
             library_contender="jaxvision_threads" if config.cpu_parallelism == "threads" else "jaxvision_per_core",
             repetitions=repetitions, steps=steps[0 if args.quick else 1], roofline=roofline))
     print(markdown(rows, jax_contenders["jaxvision_per_core"]))
-    report = {"roofline_flops": roofline, "jax": jax.__version__, "torch": torch.__version__, "networks": rows}
+    report = {"roofline_flops": roofline, "jax": jax.__version__, "torch": torch.__version__,
+              "cpu_allocator": args.cpu_allocator, "cpu_allocator_applied": allocator_applied, "networks": rows}
     if not args.skip_default_job:
         job = default_job(tempfile.mkdtemp(prefix="jaxvision_default_job_"))
         report["default_job"] = job

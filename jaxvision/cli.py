@@ -194,8 +194,9 @@ def configure_devices(config) -> str:
     """Expose the CPU devices `config` asks for before JAX starts; say which devices will train."""
     import jax
 
-    from jaxvision.training import cpu_devices, cpu_fusions
+    from jaxvision.training import cpu_allocator, cpu_devices, cpu_fusions
 
+    cpu_allocator.configure_cpu_allocator(config.cpu_allocator)
     cpu_devices.configure_cpu_parallelism(
         config.cpu_parallelism, config.cpu_devices or config.num_devices,
         (config.batch_size, config.eval_batch_size), config.cpu_convolutions,
