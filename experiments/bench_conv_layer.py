@@ -31,7 +31,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_train_step import matmul_roofline  # experiments/ is on sys.path when run as a script
+import bench_machine  # experiments/ is on sys.path when run as a script
+from bench_train_step import matmul_roofline
 from jax import lax
 
 from jaxvision.training import cpu_fusions
@@ -137,6 +138,8 @@ def main(argv=None):
 
     torch.set_num_threads(os.cpu_count())
     roofline = matmul_roofline()
+    machine = bench_machine.describe_machine()
+    print(f"machine: {bench_machine.machine_line(machine)}")
     print(f"f32 matmul roofline (2048^3, jax): {roofline / 1e9:.1f} GFLOP/s; load average {os.getloadavg()}; "
           f"XLA:CPU YNNPACK fusions: {cpu_fusions.fusion_types_in_xla_flags() or 'XLA default'}")
     rows = []
@@ -171,7 +174,7 @@ def main(argv=None):
         )
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "conv_layer.json"), "w") as file:
-        json.dump(dict(roofline_flops=roofline, batch=args.batch, load_average=os.getloadavg(),
+        json.dump(dict(machine=machine, roofline_flops=roofline, batch=args.batch, load_average=os.getloadavg(),
                        cpu_convolutions=args.cpu_convolutions, xla_flags=os.environ.get("XLA_FLAGS", ""),
                        rows=rows), file, indent=1)
 

@@ -45,6 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import bench_machine  # experiments/ is on sys.path when run as a script
 from jaxvision.cli import DEFAULT_CONFIG, load_config
 from jaxvision.training import cpu_allocator, cpu_devices
 from jaxvision.training.dispatch import DispatchWindow
@@ -344,6 +345,8 @@ def main():
     torch.set_num_threads(os.cpu_count())
     repetitions = 7 if args.quick else 11
     roofline = matmul_roofline()
+    machine = bench_machine.describe_machine()
+    print(f"machine: {bench_machine.machine_line(machine)}")
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, {os.cpu_count()} cores; "
           f"jax {jax.__version__}, torch {torch.__version__}; cpu_allocator {args.cpu_allocator} "
           f"({'applied' if allocator_applied else 'malloc unchanged'}); f32 matmul roofline {roofline / 1e9:.1f} GFLOP/s")
@@ -364,7 +367,7 @@ def main():
             library_contender="jaxvision_threads" if config.cpu_parallelism == "threads" else "jaxvision_per_core",
             repetitions=repetitions, steps=steps[0 if args.quick else 1], roofline=roofline))
     print(markdown(rows, jax_contenders["jaxvision_per_core"]))
-    report = {"roofline_flops": roofline, "jax": jax.__version__, "torch": torch.__version__,
+    report = {"machine": machine, "roofline_flops": roofline, "jax": jax.__version__, "torch": torch.__version__,
               "cpu_allocator": args.cpu_allocator, "cpu_allocator_applied": allocator_applied, "networks": rows}
     if not args.skip_default_job:
         job = default_job(tempfile.mkdtemp(prefix="jaxvision_default_job_"))
