@@ -31,11 +31,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import bench_machine  # experiments/ is on sys.path when run as a script
-from bench_train_step import matmul_roofline
+from bench_train_step import BENCH_PACKAGES, matmul_roofline  # experiments/ is on sys.path as a script
 from jax import lax
 
-from jaxvision.training import cpu_fusions
+from jaxvision.training import cpu_fusions, machine as machine_lib
 
 # ResNet-18 with a CIFAR stem on 32x32 inputs: (spatial size, channels in = channels out).
 RESNET18_CIFAR_SHAPES = ((32, 64), (16, 128), (8, 256), (4, 512))
@@ -138,8 +137,8 @@ def main(argv=None):
 
     torch.set_num_threads(os.cpu_count())
     roofline = matmul_roofline()
-    machine = bench_machine.describe_machine()
-    print(f"machine: {bench_machine.machine_line(machine)}")
+    machine = machine_lib.describe_machine(packages=BENCH_PACKAGES)
+    print(f"machine: {machine_lib.machine_line(machine)}")
     print(f"f32 matmul roofline (2048^3, jax): {roofline / 1e9:.1f} GFLOP/s; load average {os.getloadavg()}; "
           f"XLA:CPU YNNPACK fusions: {cpu_fusions.fusion_types_in_xla_flags() or 'XLA default'}")
     rows = []

@@ -63,13 +63,13 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import bench_machine  # noqa: E402
 from torchvision_import import torchvision_models  # noqa: E402
 
 import jaxvision.models as models  # noqa: E402
 from jaxvision.models import torchvision_weights  # noqa: E402
 from jaxvision.models.summary import count_params  # noqa: E402
 from jaxvision.training import cpu_allocator, cpu_devices, cpu_fusions, sharding  # noqa: E402
+from jaxvision.training import machine as machine_lib  # noqa: E402
 
 NETWORKS = ("resnet50", "vit_b_16")
 # network: (CPU devices, 0 = one per core; config.cpu_convolutions). Batch 8, 224x224, 2 cores,
@@ -357,10 +357,10 @@ def main(argv=None):
     recipe = args.recipe if args.recipe != "auto" else ("gpu" if gpu else "cpu")
     batch = args.batch or (256 if gpu and not args.quick else cpu_batch)
     reps = args.reps or (3 if args.quick else 20 if gpu else 7)
-    machine = bench_machine.describe_machine()
+    machine = machine_lib.describe_machine(packages=("jax", "jaxlib", "flax", "optax", "torch", "torchvision"))
     device = (
         f"{recipe} recipe; {jax.device_count()} x {jax.devices()[0].device_kind} ({jax.default_backend()}); "
-        f"{bench_machine.machine_line(machine)}; "
+        f"{machine_lib.machine_line(machine)}; "
         f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
         + ("" if gpu else f", XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
         + f", cpu_allocator {args.cpu_allocator} ({'applied' if allocator_applied else 'malloc unchanged'})"

@@ -45,12 +45,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import bench_machine  # experiments/ is on sys.path when run as a script
 from jaxvision.cli import DEFAULT_CONFIG, load_config
-from jaxvision.training import cpu_allocator, cpu_devices
+from jaxvision.training import cpu_allocator, cpu_devices, machine as machine_lib
 from jaxvision.training.dispatch import DispatchWindow
 
 BATCH_SIZE = 128
+# Versions recorded with the figures (jaxvision.training.machine): both sides of the comparison.
+BENCH_PACKAGES = ("jax", "jaxlib", "flax", "optax", "torch")
 
 
 def matmul_roofline(size: int = 2048, repeats: int = 5) -> float:
@@ -345,8 +346,8 @@ def main():
     torch.set_num_threads(os.cpu_count())
     repetitions = 7 if args.quick else 11
     roofline = matmul_roofline()
-    machine = bench_machine.describe_machine()
-    print(f"machine: {bench_machine.machine_line(machine)}")
+    machine = machine_lib.describe_machine(packages=BENCH_PACKAGES)
+    print(f"machine: {machine_lib.machine_line(machine)}")
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, {os.cpu_count()} cores; "
           f"jax {jax.__version__}, torch {torch.__version__}; cpu_allocator {args.cpu_allocator} "
           f"({'applied' if allocator_applied else 'malloc unchanged'}); f32 matmul roofline {roofline / 1e9:.1f} GFLOP/s")

@@ -8,7 +8,7 @@
 #
 # What it does, in this order, each step bounded so that one failure or hang leaves the others'
 # results (and every step writes under $OUT, which the device tool brings back):
-#   1. prints the GPU (nvidia-smi), the machine and the library versions (bench_machine.py);
+#   1. prints the GPU (nvidia-smi), the machine and the library versions (jaxvision.training.machine);
 #   2. checks that everything bench_models.py imports is there: the GPU image has jax, flax, optax,
 #      torch, torchvision, numpy and safetensors but not jaxvision's data dependencies (tfds, grain,
 #      ml_collections), which the benchmark does not import; jaxvision itself comes from this
@@ -35,7 +35,7 @@ NETWORK_SECONDS="${NETWORK_SECONDS:-240}"
 
 echo "== machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | tee "$OUT/nvidia_smi.txt"
-"$PYTHON" experiments/bench_machine.py 2>&1 | tee "$OUT/machine.txt"
+"$PYTHON" -m jaxvision.training.machine 2>&1 | tee "$OUT/machine.txt"
 
 echo "== imports"
 if ! "$PYTHON" -c "

@@ -22,12 +22,13 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in {NOT_ON_THE_GPU_IMAGE!r}:
             raise ModuleNotFoundError(name + " is not on the GPU image")
 sys.meta_path.insert(0, Block())
-import bench_models, bench_machine
+import bench_models
 bench_models.torchvision_models()
 from jaxvision.models import torchvision_weights, summary
-description = bench_machine.describe_machine()
+from jaxvision.training import machine
+description = machine.describe_machine()
 assert description["logical_cores"] >= 1 and description["jax"], description
-print("imports ok:", bench_machine.machine_line(description))
+print("imports ok:", machine.machine_line(description))
 """
 
 

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvision.training import dispatch, early_stopping, fingerprint, optimizers, sharding
+from jaxvision.training import dispatch, early_stopping, fingerprint, machine, optimizers, sharding
 from jaxvision.training import logging as logging_lib
 from jaxvision.training.state import create_train_state, parameter_count
 
@@ -408,8 +408,10 @@ def base_results(experiment: Experiment, outcome: LoopOutcome, workdir: str, sta
         "dataset": config.dataset.name,
         "num_steps": outcome.step,
         "num_devices": experiment.mesh.size,
-        # bitwise reproducibility holds for the same devices and XLA flags (e.g. cpu_parallelism)
+        # Bitwise reproducibility holds for the same devices and XLA flags (e.g. cpu_parallelism) on
+        # the same processor and jaxlib: XLA picks kernels by vector ISA (training/machine.py).
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "machine": machine.describe_machine(),
         "wall_time_seconds": time.perf_counter() - start_time,
         "params_fingerprint": fingerprint.params_fingerprint(outcome.state.params),
         "parameter_count": parameter_count(outcome.state.params),

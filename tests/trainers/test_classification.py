@@ -71,6 +71,9 @@ def test_cli_train_writes_every_artifact(reference_run):
     results = read_results(workdir)
     assert results["num_steps"] == 12 and len(results["params_fingerprint"]) == 64
     assert 0.0 <= results["test_accuracy"] <= 1.0 and results["wall_time_seconds"] > 0
+    # What a bitwise reproduction must match besides the config: devices, XLA flags, processor, jaxlib.
+    assert results["machine"]["jax"] == jax.__version__ and results["machine"]["accelerator"] == "cpu"
+    assert results["machine"]["logical_cores"] == os.cpu_count() and results["machine"]["cpu_model"]
     for name in ("config.json", "metrics.jsonl", "learning_curves.png"):
         assert os.path.getsize(os.path.join(workdir, name)) > 0, name
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir))
