@@ -32,6 +32,8 @@ export PYTHONPATH="$PWD:$PWD/experiments${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 PYTHON="${PYTHON:-python3}"
 NETWORK_SECONDS="${NETWORK_SECONDS:-240}"
+# Extra bench_models.py arguments, e.g. BENCH_ARGS=--quick for a dry run of the script on a CPU.
+read -r -a BENCH_ARGS <<<"${BENCH_ARGS:-}"
 
 echo "== machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | tee "$OUT/nvidia_smi.txt"
@@ -51,7 +53,7 @@ status=0
 for network in resnet50 vit_b_16; do
   echo "== bench_models $network (limit ${NETWORK_SECONDS} s)"
   timeout --signal=INT --kill-after=20 "$NETWORK_SECONDS" \
-    "$PYTHON" experiments/bench_models.py --networks="$network" --recipe=auto --out="$OUT/$network" \
+    "$PYTHON" experiments/bench_models.py --networks="$network" --recipe=auto "${BENCH_ARGS[@]}" --out="$OUT/$network" \
     >"$OUT/$network.log" 2>&1
   code=$?
   tail -n 8 "$OUT/$network.log"
