@@ -359,7 +359,7 @@ def main(argv=None):
     reps = args.reps or (3 if args.quick else 20 if gpu else 7)
     machine = machine_lib.describe_machine(packages=("jax", "jaxlib", "flax", "optax", "torch", "torchvision"))
     device = (
-        f"{recipe} recipe; {jax.device_count()} x {jax.devices()[0].device_kind} ({jax.default_backend()}); "
+        f"{recipe} recipe; {jax.device_count()} {jax.default_backend()} device(s); "
         f"{machine_lib.machine_line(machine)}; "
         f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
         + ("" if gpu else f", XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")

@@ -348,8 +348,7 @@ def main():
     roofline = matmul_roofline()
     machine = machine_lib.describe_machine(packages=BENCH_PACKAGES)
     print(f"machine: {machine_lib.machine_line(machine)}")
-    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, {os.cpu_count()} cores; "
-          f"jax {jax.__version__}, torch {torch.__version__}; cpu_allocator {args.cpu_allocator} "
+    print(f"devices: {jax.devices()[0].device_kind} x{jax.device_count()}; cpu_allocator {args.cpu_allocator} "
           f"({'applied' if allocator_applied else 'malloc unchanged'}); f32 matmul roofline {roofline / 1e9:.1f} GFLOP/s")
     networks = {  # name: (image shape, steps per timed repetition (quick, full), the config that trains it)
         "lenet5_table": ((28, 28, 1), (10, 20), DEFAULT_CONFIG),
