@@ -6,7 +6,10 @@ LayerNorm and a linear head on the class token. Parameter counts equal torchvisi
 
 The attention is written out (not `nn.MultiHeadDotProductAttention`) so that every block's map is
 returned: `features["attention"]` is `float32[N, depth, heads, T, T]` with T = 1 + number of
-patches (index 0 is the class token).
+patches (index 0 is the class token). `attention_implementation="xla"` or `"cudnn"` instead calls
+`jax.nn.dot_product_attention` (the same numbers, no maps in `features`): "cudnn" is cuDNN's fused
+flash attention on an NVIDIA GPU (bf16/fp16; what to train with there), "xla" the portable fused
+form. Neither has attention-weight dropout.
 
 Names: conv_proj, class_token, pos_embedding, encoder_layer_{i}/ln_1, .../self_attention/in_proj
 (torchvision's packed `in_proj_weight`/`in_proj_bias`, q|k|v on the output axis),
@@ -56,15 +59,34 @@ def resample_position_embedding(pos_embedding, num_tokens: int):
     return tokens[None].astype(pos_embedding.dtype)
 
 
+ATTENTION_IMPLEMENTATIONS = ("explicit", "xla", "cudnn")
+
+
+def check_attention_implementation(implementation: str, attention_dropout_rate: float) -> None:
+    """ValueError for an unknown `attention_implementation`, or a fused one asked for dropout."""
+    if implementation not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(
+            f"unknown attention_implementation {implementation!r}; valid: {', '.join(ATTENTION_IMPLEMENTATIONS)}"
+        )
+    if implementation != "explicit" and attention_dropout_rate:
+        raise ValueError(
+            f"attention_implementation={implementation!r} (jax.nn.dot_product_attention) has no dropout "
+            f"on the attention weights; use 'explicit' for attention_dropout_rate={attention_dropout_rate}"
+        )
+
+
 class MultiHeadSelfAttention(nn.Module):
     """Scaled dot-product self-attention over `[N, T, D]` tokens; returns `(out, weights)`.
 
-    `weights` is `float32[N, heads, T, T]`; the softmax runs in float32 whatever `dtype` is.
+    `weights` is `float32[N, heads, T, T]` (the softmax runs in float32 whatever `dtype` is), or
+    None with a fused `implementation` ("xla" / "cudnn": `jax.nn.dot_product_attention`, which never
+    forms the weights in memory on cuDNN; its softmax is float32 too).
     """
 
     num_heads: int
     dropout_rate: float = 0.0
     dtype: Any = jnp.float32
+    implementation: str = "explicit"
 
     @nn.compact
     def __call__(self, x, *, train: bool):
@@ -72,7 +94,20 @@ class MultiHeadSelfAttention(nn.Module):
         if dim % self.num_heads:
             raise ValueError(f"token dim {dim} is not divisible by num_heads={self.num_heads}")
         head_dim = dim // self.num_heads
+        check_attention_implementation(self.implementation, self.dropout_rate)
         qkv = _dense(3 * dim, dtype=self.dtype, name="in_proj")(x)  # [N, T, 3D]
+        if self.implementation == "cudnn" and (jax.default_backend() != "gpu" or self.dtype not in (jnp.bfloat16, jnp.float16)):
+            raise ValueError(
+                f"attention_implementation='cudnn' needs an NVIDIA GPU and dtype bfloat16 or float16; here "
+                f"the backend is {jax.default_backend()!r} and dtype {jnp.dtype(self.dtype).name}: use 'xla'"
+            )
+        if self.implementation != "explicit":
+            qkv = qkv.reshape((batch, tokens, 3, self.num_heads, head_dim))  # [N, T, 3, H, Dh]
+            out = jax.nn.dot_product_attention(
+                qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], scale=1.0 / head_dim**0.5,
+                implementation=self.implementation,
+            )  # [N, T, H, Dh]
+            return _dense(dim, dtype=self.dtype, name="out_proj")(out.reshape((batch, tokens, dim))), None
         # One explicit transpose to heads-major [3, N, H, T, Dh], so both attention matmuls are
         # plain batched matmuls over (N, H): on CPU the token-major einsums made XLA transpose
         # inside each of them (attention forward 80 -> 51 ms, ViT-B/16 block at batch 8).
@@ -95,12 +130,14 @@ class EncoderBlock(nn.Module):
     dropout_rate: float = 0.0
     attention_dropout_rate: float = 0.0
     dtype: Any = jnp.float32
+    attention_implementation: str = "explicit"
 
     @nn.compact
     def __call__(self, x, *, train: bool):
         y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="ln_1")(x)
         y, weights = MultiHeadSelfAttention(
-            self.num_heads, self.attention_dropout_rate, dtype=self.dtype, name="self_attention"
+            self.num_heads, self.attention_dropout_rate, dtype=self.dtype,
+            implementation=self.attention_implementation, name="self_attention",
         )(y, train=train)
         x = x + nn.Dropout(self.dropout_rate, deterministic=not train)(y)
         y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="ln_2")(x)
@@ -111,7 +148,12 @@ class EncoderBlock(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """ViT. Input `float32[N, image_size, image_size, 3]`; returns `(logits float32[N, num_classes], features)`."""
+    """ViT. Input `float32[N, image_size, image_size, 3]`; returns `(logits float32[N, num_classes], features)`.
+
+    `attention_implementation`: "explicit" (default; `features["attention"]` holds the maps),
+    "xla" or "cudnn" (`jax.nn.dot_product_attention`; no "attention" in `features`; "cudnn" needs an
+    NVIDIA GPU and bf16/fp16 `dtype`). The parameters are the same whichever is used.
+    """
 
     num_classes: int
     image_size: int = 224
@@ -123,6 +165,7 @@ class VisionTransformer(nn.Module):
     dropout_rate: float = 0.0
     attention_dropout_rate: float = 0.0
     dtype: Any = jnp.float32
+    attention_implementation: str = "explicit"
 
     @nn.compact
     def __call__(self, images, *, train: bool):
@@ -135,6 +178,7 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.depth < 4:
             raise ValueError(f"depth must be >= 4 (features has four stages), got {self.depth}")
+        check_attention_implementation(self.attention_implementation, self.attention_dropout_rate)
         features = {}
         patch = self.patch_size
         x = nn.Conv(
@@ -165,6 +209,7 @@ class VisionTransformer(nn.Module):
                 self.dropout_rate,
                 self.attention_dropout_rate,
                 dtype=self.dtype,
+                attention_implementation=self.attention_implementation,
                 name=f"encoder_layer_{i}",
             )(x, train=train)
             attention.append(weights)
@@ -172,7 +217,8 @@ class VisionTransformer(nn.Module):
                 features[f"stage{stage_ends[i + 1]}"] = x[:, 1:].reshape((batch, grid_h, grid_w, dim))
         x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="encoder_ln")(x)
         x = features["pre_logits"] = x[:, 0]
-        features["attention"] = jnp.stack(attention, axis=1)  # [N, depth, H, T, T]
+        if self.attention_implementation == "explicit":
+            features["attention"] = jnp.stack(attention, axis=1)  # [N, depth, H, T, T]
         logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, dtype=self.dtype,
                           dot_general=layers.matmul_dot_general, name="head")(x)
         return logits.astype(jnp.float32), features
