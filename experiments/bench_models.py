@@ -37,7 +37,10 @@ Protocol (shared/PERF.md): inputs built once; every contender compiled and warme
 (compile time reported apart); then A B A B ... for `--reps` repetitions (>= 7 on CPU, >= 20 on
 GPU); median and spread (min-max) of images/s, the ratio jaxvision/torch, and a limit ratio:
 achieved FLOP/s (analytic: `jaxvision.models.summary` MACs x 2, x 3 for a train step) over a
-large matmul measured in the same process at start-up (the faster of XLA's and MKL's on CPU). Prints a markdown table, writes JSON.
+large matmul measured in the same process at start-up (the faster of XLA's and MKL's on CPU). Prints a markdown table, writes JSON:
+`--out/results.json` is rewritten after every repetition with the figures so far ("complete":
+false, each row's "reps" counting them) and finally with all of them, so a run stopped at a time
+limit keeps what it timed.
 """
 
 import argparse
@@ -116,9 +119,10 @@ def matmul_roofline(gpu: bool) -> float:
 # ------------------------------------------------------------------------------------ jaxvision
 
 
-def make_jax_contenders(name, variables, images, labels, dtype):
-    """Forward and train step on all of JAX's devices: the batch split over them, weights replicated."""
-    model = models.create_model(name, num_classes=1000, dtype=dtype)
+def make_jax_contenders(name, variables, images, labels, dtype, options):
+    """Forward and train step on all of JAX's devices: the batch split over them, weights replicated.
+    `options`: create_model keyword arguments (e.g. ViT's attention_implementation)."""
+    model = models.create_model(name, num_classes=1000, dtype=dtype, **options)
     mesh = sharding.make_mesh()
     images, labels = sharding.shard_batch({"images": images, "labels": labels}, mesh).values()
     variables = sharding.replicate(variables, mesh)
@@ -182,7 +186,7 @@ def make_torch_contenders(module, images, labels, gpu, recipe):
     fast = recipe == "gpu"
     module = module.to(device)
     x = torch.from_numpy(np.array(images, dtype=np.float32)).permute(0, 3, 1, 2).contiguous().to(device)
-    y = torch.from_numpy(np.asarray(labels)).long().to(device)
+    y = torch.from_numpy(np.array(labels)).long().to(device)
     if fast:
         module = module.to(memory_format=torch.channels_last)
         x = x.to(memory_format=torch.channels_last)
@@ -237,7 +241,37 @@ def spread(times, batch):
 AGREEMENT_TOLERANCE = {"cpu": 1e-4, "gpu": 5e-2}
 
 
-def bench_network(name, batch, reps, gpu, recipe, roofline):
+def jax_model_options(name, gpu, recipe):
+    """create_model options for jaxvision's contender, most preferred first. ViT in the GPU recipe:
+    cuDNN's fused attention on a GPU, falling back to jax's fused XLA form where cuDNN refuses
+    (e.g. an old cuDNN); on the CPU (the recipe's dry run) the XLA form. Otherwise the defaults
+    (the CPU recipe keeps ViT's explicit attention, which is tuned for XLA:CPU)."""
+    if name.startswith("vit") and recipe == "gpu":
+        return [{"attention_implementation": "cudnn"}, {"attention_implementation": "xla"}] if gpu else [
+            {"attention_implementation": "xla"}]
+    return [{}]
+
+
+def make_fastest_jax_contenders(name, variables, images, labels, dtype, gpu, recipe):
+    """`make_jax_contenders` with the first of `jax_model_options` that compiles and runs (its
+    forward and one train step, untimed); + the options."""
+    candidates = jax_model_options(name, gpu, recipe)
+    for index, options in enumerate(candidates):
+        try:
+            contenders = make_jax_contenders(name, variables, images, labels, dtype, options)
+            jax.block_until_ready(contenders[3]())  # a kernel can also refuse when it first runs
+            contenders[1]()
+            return (*contenders, options)
+        except Exception as error:  # noqa: BLE001 - any refusal by the fused kernel: try the next form
+            if index == len(candidates) - 1:
+                raise
+            print(f"  {name}: {options} does not compile here ({type(error).__name__}: {error}); "
+                  f"trying {candidates[index + 1]}", flush=True)
+
+
+def bench_network(name, batch, reps, gpu, recipe, roofline, on_rep=None):
+    """Rows (forward, train) for one network. `on_rep(rows)`, if given, gets the rows of the
+    repetitions timed so far after each one (so a run stopped by a time limit leaves figures)."""
     dtype = jnp.bfloat16 if recipe == "gpu" else jnp.float32
     model = models.create_model(name, num_classes=1000)
     rng = np.random.default_rng(0)
@@ -252,7 +286,8 @@ def bench_network(name, batch, reps, gpu, recipe, roofline):
             "kernel": 0.02 * jax.random.normal(jax.random.key(1), head["kernel"].shape),
         }
     torch_module = make_torch_module(name, variables)
-    jax_fwd, jax_train, jax_compile, jax_logits = make_jax_contenders(name, variables, images, labels, dtype)
+    jax_fwd, jax_train, jax_compile, jax_logits, options = make_fastest_jax_contenders(
+        name, variables, images, labels, dtype, gpu, recipe)
     jax_count = count_params(variables["params"])
     torch_count = sum(p.numel() for p in torch_module.parameters())
     if jax_count != torch_count:
@@ -278,7 +313,18 @@ def bench_network(name, batch, reps, gpu, recipe, roofline):
             times["jaxvision", mode].append(timed(jax_run))
             times["torch", mode].append(timed(torch_run))
         print(f"  {name} rep {rep + 1}/{reps} done", flush=True)
+        if on_rep is not None and rep + 1 < reps:
+            on_rep(summarize(times, name, recipe, batch, jax_count, flops, roofline, jax_compile,
+                             torch_compile, agreement, options))
 
+    return summarize(times, name, recipe, batch, jax_count, flops, roofline, jax_compile, torch_compile,
+                     agreement, options)
+
+
+def summarize(times, name, recipe, batch, params, flops, roofline, jax_compile, torch_compile, agreement,
+              options=None):
+    """One row per mode from the repetitions timed so far (`times[impl, mode]`: seconds per step);
+    `options`: the create_model options jaxvision's contender ran with."""
     rows = []
     for mode in ("forward", "train"):
         jax_stats, torch_stats = spread(times["jaxvision", mode], batch), spread(times["torch", mode], batch)
@@ -288,7 +334,8 @@ def bench_network(name, batch, reps, gpu, recipe, roofline):
                 "mode": mode,
                 "recipe": recipe,
                 "batch": batch,
-                "params": jax_count,
+                "params": params,
+                "reps": len(times["jaxvision", mode]),
                 "jaxvision_images_per_s": jax_stats,
                 "torch_images_per_s": torch_stats,
                 "ratio": jax_stats["median"] / torch_stats["median"],
@@ -297,6 +344,7 @@ def bench_network(name, batch, reps, gpu, recipe, roofline):
                 "jaxvision_compile_s": jax_compile[mode],
                 "torch_first_call_s": torch_compile[mode],
                 "logit_relative_error": agreement,
+                "jaxvision_model_options": options or {},
             }
         )
     return rows
@@ -313,8 +361,9 @@ def markdown(rows) -> str:
     ]
     for row in rows:
         j, t = row["jaxvision_images_per_s"], row["torch_images_per_s"]
+        options = ", ".join(f"{key}={value}" for key, value in row.get("jaxvision_model_options", {}).items())
         lines.append(
-            f"| {row['network']} | {row['mode']} | {row['batch']} "
+            f"| {row['network']}{f' ({options})' if options else ''} | {row['mode']} | {row['batch']} "
             f"| {j['median']:.2f} ({j['min']:.2f}-{j['max']:.2f}) "
             f"| {t['median']:.2f} ({t['min']:.2f}-{t['max']:.2f}) "
             f"| {row['ratio']:.2f}x | {row['jaxvision_limit_ratio']:.2f} / {row['torch_limit_ratio']:.2f} "
@@ -367,9 +416,18 @@ def main(argv=None):
     )
     roofline = matmul_roofline(gpu)
     print(f"roofline {roofline / 1e9:.1f} GFLOP/s on {device}", flush=True)
-    rows = bench_network(networks[0], batch, reps, gpu, recipe, roofline)
-    for row in rows:
-        row.update(device=device, machine=machine, roofline_flops=roofline)
+
+    def with_setup(rows):
+        for row in rows:
+            row.update(device=device, machine=machine, roofline_flops=roofline)
+        return rows
+
+    def write_partial(rows):
+        # Overwritten after every repetition and finally by the complete rows: gpu_session.sh stops
+        # a network at its time limit, and what was timed by then should not be lost.
+        write_results(args.out, with_setup(rows), args.quick, complete=False)
+
+    rows = with_setup(bench_network(networks[0], batch, reps, gpu, recipe, roofline, on_rep=write_partial))
     print(markdown(rows))
     write_results(args.out, rows, args.quick)
 
@@ -387,10 +445,15 @@ def bench_in_processes(networks, args, argv):
     write_results(args.out, rows, args.quick)
 
 
-def write_results(out, rows, quick):
+def write_results(out, rows, quick, complete=True):
+    """`results.json` under `out`: {"quick", "complete", "rows"}; `complete` is false while (or if
+    stopped before) all repetitions have run, each row's "reps" saying how many were timed.
+    Written to a temporary file and renamed, so a stop mid-write leaves the previous file whole."""
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"quick": quick, "rows": rows}, f, indent=2)
+    path = os.path.join(out, "results.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump({"quick": quick, "complete": complete, "rows": rows}, f, indent=2)
+    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":

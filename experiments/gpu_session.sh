@@ -17,7 +17,9 @@
 #      repetitions; torch channels_last + bf16 autocast + torch.compile), ResNet-50 then ViT-B/16,
 #      each in its own process under its own time limit. Each writes results.json with images/s,
 #      the ratio to torch.compile and the MFU ("limit ratio": achieved FLOP/s over the best bf16
-#      8192^3 matmul of jax and torch in the same process).
+#      8192^3 matmul of jax and torch in the same process). results.json is rewritten after every
+#      repetition ("complete": false until the last), so a network stopped at its limit keeps the
+#      repetitions it timed.
 # Targets (issue 4): ResNet-50 bf16 training >= 6,000 images/s on an H100 and >= 1.0x torch.compile;
 # ViT-B/16 >= 3,500 images/s.
 #
@@ -59,6 +61,15 @@ for network in resnet50 vit_b_16; do
   tail -n 8 "$OUT/$network.log"
   if [ "$code" -ne 0 ]; then
     echo "bench_models $network exited with $code (124: over its time limit)" >&2
+    if [ -f "$OUT/$network/results.json" ]; then
+      echo "its repetitions timed before the stop ($OUT/$network/results.json):"
+      "$PYTHON" -c "
+import json, sys
+for row in json.load(open(sys.argv[1]))['rows']:
+    print(row['network'], row['mode'], 'reps', row['reps'], 'jaxvision img/s', round(row['jaxvision_images_per_s']['median'], 1),
+          'torch img/s', round(row['torch_images_per_s']['median'], 1), 'ratio', round(row['ratio'], 3))
+" "$OUT/$network/results.json"
+    fi
     status=1
   fi
 done
