@@ -22,7 +22,7 @@ def installed_wheel(tmp_path_factory):
     sources = tmp_path_factory.mktemp("sources") / "jaxvision"
     shutil.copytree(
         REPOSITORY, sources,
-        ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "workdirs", "bench_results", "__pycache__"),
+        ignore=shutil.ignore_patterns(".git", ".venv", "venv", "build", "*.egg-info", "workdirs", "bench_results", "__pycache__"),
     )
     wheel_dir = tmp_path_factory.mktemp("wheel")
     subprocess.run(
