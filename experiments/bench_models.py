@@ -25,8 +25,9 @@ default "reuse" as `jaxvision train` sets it (`config.cpu_allocator`,
 page-faulted in again every step).
 
 GPU (when both jax and torch see one): the "gpu" recipe: bfloat16 compute (float32 parameters,
-BatchNorm statistics, logits and loss), batch 256; torch runs channels_last under
-`torch.autocast(bfloat16)` and `torch.compile`. `--recipe=gpu` runs that recipe on the CPU too (at
+BatchNorm statistics, logits and loss), batch 256; jaxvision's ViT with cuDNN's fused attention
+(`attention_implementation="cudnn"`, the XLA form where cuDNN refuses: `jax_model_options`); torch
+runs channels_last under `torch.autocast(bfloat16)` and `torch.compile`. `--recipe=gpu` runs that recipe on the CPU too (at
 `--batch`, e.g. 2): how a session without a GPU checks the GPU code path end to end, torch.compile
 included (`experiments/gpu_session.sh` is the one command for a session that has a GPU). The
 agreement check allows 5e-2 under bf16 (8 bits of mantissa; with `--recipe=gpu` on the CPU,

@@ -30,6 +30,10 @@ def get_config(arg: str | None = None):
     config.model = "vit_cifar"
     config.model_kwargs.image_size = 32
     config.model_kwargs.dropout_rate = 0.0
+    # "cudnn" (cuDNN's fused flash attention) on a Colab GPU runtime: it needs mixed_precision's bf16
+    # and returns no attention maps; the written-out "explicit" form runs everywhere and is the
+    # faster one on CPU. `--config.model_kwargs.attention_implementation=cudnn`.
+    config.model_kwargs.attention_implementation = "explicit"
     config.dataset.name = "cifar10"
     config.batch_size = 128
     config.eval_batch_size = 1000

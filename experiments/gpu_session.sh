@@ -15,9 +15,11 @@
 #      checkout through PYTHONPATH, nothing is installed;
 #   3. experiments/bench_models.py with the GPU recipe (bf16 compute, batch 256, 20 interleaved
 #      repetitions; torch channels_last + bf16 autocast + torch.compile), ResNet-50 then ViT-B/16,
-#      each in its own process under its own time limit. Each writes results.json with images/s,
-#      the ratio to torch.compile and the MFU ("limit ratio": achieved FLOP/s over the best bf16
-#      8192^3 matmul of jax and torch in the same process). results.json is rewritten after every
+#      each in its own process under its own time limit. jaxvision's ViT runs with cuDNN's fused
+#      attention (`attention_implementation="cudnn"`), falling back to the XLA form if cuDNN
+#      refuses. Each writes results.json with images/s, the ratio to torch.compile and the MFU
+#      ("limit ratio": achieved FLOP/s over the best bf16 8192^3 matmul of jax and torch in the
+#      same process). results.json is rewritten after every
 #      repetition ("complete": false until the last), so a network stopped at its limit keeps the
 #      repetitions it timed.
 # Targets (issue 4): ResNet-50 bf16 training >= 6,000 images/s on an H100 and >= 1.0x torch.compile;
