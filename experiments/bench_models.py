@@ -38,7 +38,8 @@ Protocol (shared/PERF.md): inputs built once; every contender compiled and warme
 (compile time reported apart); then A B A B ... for `--reps` repetitions (>= 7 on CPU, >= 20 on
 GPU); median and spread (min-max) of images/s, the ratio jaxvision/torch, and a limit ratio:
 achieved FLOP/s (analytic: `jaxvision.models.summary` MACs x 2, x 3 for a train step) over a
-large matmul measured in the same process at start-up (the faster of XLA's and MKL's on CPU). Prints a markdown table, writes JSON:
+large matmul measured in the same process at start-up (the faster of XLA's and MKL's on CPU).
+Prints a markdown table, writes JSON:
 `--out/results.json` is rewritten after every repetition with the figures so far ("complete":
 false, each row's "reps" counting them) and finally with all of them, so a run stopped at a time
 limit keeps what it timed.

@@ -95,12 +95,13 @@ class MultiHeadSelfAttention(nn.Module):
             raise ValueError(f"token dim {dim} is not divisible by num_heads={self.num_heads}")
         head_dim = dim // self.num_heads
         check_attention_implementation(self.implementation, self.dropout_rate)
-        qkv = _dense(3 * dim, dtype=self.dtype, name="in_proj")(x)  # [N, T, 3D]
-        if self.implementation == "cudnn" and (jax.default_backend() != "gpu" or self.dtype not in (jnp.bfloat16, jnp.float16)):
+        half_precision = jnp.dtype(self.dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+        if self.implementation == "cudnn" and (jax.default_backend() != "gpu" or not half_precision):
             raise ValueError(
                 f"attention_implementation='cudnn' needs an NVIDIA GPU and dtype bfloat16 or float16; here "
                 f"the backend is {jax.default_backend()!r} and dtype {jnp.dtype(self.dtype).name}: use 'xla'"
             )
+        qkv = _dense(3 * dim, dtype=self.dtype, name="in_proj")(x)  # [N, T, 3D]
         if self.implementation != "explicit":
             qkv = qkv.reshape((batch, tokens, 3, self.num_heads, head_dim))  # [N, T, 3, H, Dh]
             out = jax.nn.dot_product_attention(
