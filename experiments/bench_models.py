@@ -267,7 +267,7 @@ def make_fastest_jax_contenders(name, variables, images, labels, dtype, gpu, rec
         except Exception as error:  # noqa: BLE001 - any refusal by the fused kernel: try the next form
             if index == len(candidates) - 1:
                 raise
-            print(f"  {name}: {options} does not compile here ({type(error).__name__}: {error}); "
+            print(f"  {name}: {options} does not compile or run here ({type(error).__name__}: {error}); "
                   f"trying {candidates[index + 1]}", flush=True)
 
 
