@@ -27,8 +27,8 @@ page-faulted in again every step).
 GPU (when both jax and torch see one): the "gpu" recipe: bfloat16 compute (float32 parameters,
 BatchNorm statistics, logits and loss), batch 256; jaxvision's ViT with cuDNN's fused attention
 (`attention_implementation="cudnn"`, the XLA form where cuDNN refuses: `jax_model_options`); torch
-runs channels_last under `torch.autocast(bfloat16)` and `torch.compile`. `--recipe=gpu` runs that recipe on the CPU too (at
-`--batch`, e.g. 2): how a session without a GPU checks the GPU code path end to end, torch.compile
+runs channels_last under `torch.autocast(bfloat16)` and `torch.compile`. `--recipe=gpu` runs that
+recipe on the CPU too (at `--batch`, e.g. 2): how a session without a GPU checks the GPU code path end to end, torch.compile
 included (`experiments/gpu_session.sh` is the one command for a session that has a GPU). The
 agreement check allows 5e-2 under bf16 (8 bits of mantissa; with `--recipe=gpu` on the CPU,
 at batch 2, the bf16 logits differed from float32 torch's by 5.2e-3 of their largest for ResNet-50
@@ -243,21 +243,20 @@ def spread(times, batch):
 AGREEMENT_TOLERANCE = {"cpu": 1e-4, "gpu": 5e-2}
 
 
-def jax_model_options(name, gpu, recipe):
+def jax_model_options(name, recipe):
     """create_model options for jaxvision's contender, most preferred first. ViT in the GPU recipe:
-    cuDNN's fused attention on a GPU, falling back to jax's fused XLA form where cuDNN refuses
-    (e.g. an old cuDNN); on the CPU (the recipe's dry run) the XLA form. Otherwise the defaults
-    (the CPU recipe keeps ViT's explicit attention, which is tuned for XLA:CPU)."""
+    cuDNN's fused attention, then jax's fused XLA form for where cuDNN refuses (no GPU, as in the
+    recipe's dry run on a CPU, or an old cuDNN). Otherwise the defaults (the CPU recipe keeps ViT's
+    explicit attention, which is tuned for XLA:CPU)."""
     if name.startswith("vit") and recipe == "gpu":
-        return [{"attention_implementation": "cudnn"}, {"attention_implementation": "xla"}] if gpu else [
-            {"attention_implementation": "xla"}]
+        return [{"attention_implementation": "cudnn"}, {"attention_implementation": "xla"}]
     return [{}]
 
 
-def make_fastest_jax_contenders(name, variables, images, labels, dtype, gpu, recipe):
+def make_fastest_jax_contenders(name, variables, images, labels, dtype, recipe):
     """`make_jax_contenders` with the first of `jax_model_options` that compiles and runs (its
     forward and one train step, untimed); + the options."""
-    candidates = jax_model_options(name, gpu, recipe)
+    candidates = jax_model_options(name, recipe)
     for index, options in enumerate(candidates):
         try:
             contenders = make_jax_contenders(name, variables, images, labels, dtype, options)
@@ -289,7 +288,7 @@ def bench_network(name, batch, reps, gpu, recipe, roofline, on_rep=None):
         }
     torch_module = make_torch_module(name, variables)
     jax_fwd, jax_train, jax_compile, jax_logits, options = make_fastest_jax_contenders(
-        name, variables, images, labels, dtype, gpu, recipe)
+        name, variables, images, labels, dtype, recipe)
     jax_count = count_params(variables["params"])
     torch_count = sum(p.numel() for p in torch_module.parameters())
     if jax_count != torch_count:
@@ -310,17 +309,16 @@ def bench_network(name, batch, reps, gpu, recipe, roofline, on_rep=None):
     macs = models.summary(model, (224, 224, 3)).total_macs
     flops = {"forward": 2 * macs * batch, "train": 6 * macs * batch}
     times = {(impl, mode): [] for impl in ("jaxvision", "torch") for mode in ("forward", "train")}
+    rows_so_far = functools.partial(summarize, times, name, recipe, batch, jax_count, flops, roofline,
+                                    jax_compile, torch_compile, agreement, options)
     for rep in range(reps):
         for mode, jax_run, torch_run in (("forward", jax_fwd, torch_fwd), ("train", jax_train, torch_train)):
             times["jaxvision", mode].append(timed(jax_run))
             times["torch", mode].append(timed(torch_run))
         print(f"  {name} rep {rep + 1}/{reps} done", flush=True)
         if on_rep is not None and rep + 1 < reps:
-            on_rep(summarize(times, name, recipe, batch, jax_count, flops, roofline, jax_compile,
-                             torch_compile, agreement, options))
-
-    return summarize(times, name, recipe, batch, jax_count, flops, roofline, jax_compile, torch_compile,
-                     agreement, options)
+            on_rep(rows_so_far())
+    return rows_so_far()
 
 
 def summarize(times, name, recipe, batch, params, flops, roofline, jax_compile, torch_compile, agreement,

@@ -91,10 +91,10 @@ def test_vit_falls_back_to_xla_attention_where_cudnn_refuses(monkeypatch, capsys
     import jax.numpy as jnp
     from jaxvision import models
 
-    assert bench_models.jax_model_options("vit_b_16", gpu=True, recipe="gpu") == [
+    assert bench_models.jax_model_options("vit_b_16", recipe="gpu") == [
         {"attention_implementation": "cudnn"}, {"attention_implementation": "xla"}]
-    assert bench_models.jax_model_options("vit_b_16", gpu=False, recipe="cpu") == [{}]
-    assert bench_models.jax_model_options("resnet50", gpu=True, recipe="gpu") == [{}]
+    assert bench_models.jax_model_options("vit_b_16", recipe="cpu") == [{}]
+    assert bench_models.jax_model_options("resnet50", recipe="gpu") == [{}]
 
     small = dict(depth=4, hidden_dim=32, num_heads=4, mlp_dim=64)
     create_model = models.create_model  # bench_models.models is jaxvision.models: keep the original
@@ -103,7 +103,7 @@ def test_vit_falls_back_to_xla_attention_where_cudnn_refuses(monkeypatch, capsys
     labels = jnp.array([1, 2])
     variables = create_model("vit_cifar", num_classes=1000, **small).init(jax.random.key(0), images, train=False)
     *contenders, options = bench_models.make_fastest_jax_contenders(
-        "vit_cifar", variables, images, labels, jnp.bfloat16, gpu=True, recipe="gpu")
+        "vit_cifar", variables, images, labels, jnp.bfloat16, recipe="gpu")
     assert options == {"attention_implementation": "xla"}
     assert "'cudnn' needs an NVIDIA GPU" in capsys.readouterr().out
     assert contenders[3]().shape == (2, 1000)

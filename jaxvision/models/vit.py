@@ -179,7 +179,6 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.depth < 4:
             raise ValueError(f"depth must be >= 4 (features has four stages), got {self.depth}")
-        check_attention_implementation(self.attention_implementation, self.attention_dropout_rate)
         features = {}
         patch = self.patch_size
         x = nn.Conv(
