@@ -33,6 +33,9 @@ class LeNet5(nn.Module):
     # Per conv: compute its outputs padded to this multiple and slice them back (same values; a speed
     # choice measured per layer, see layers.padded_features_conv). Empty: no padding anywhere.
     conv_feature_multiples: Sequence[int] = ()
+    # The same, applied only where XLA runs on a CPU with AVX-512 (layers.avx512_cpu_multiple), and
+    # only where conv_feature_multiples is empty.
+    avx512_conv_feature_multiples: Sequence[int] = ()
     dropout_rate: float = 0.0
     kernel_init: str = "lecun"  # a name in jaxvision.models.initializers.KERNEL_INITIALIZERS
     dtype: Any = jnp.float32
@@ -42,11 +45,17 @@ class LeNet5(nn.Module):
         kernel_init = get_kernel_init(self.kernel_init)
         features = {}
         x = images.astype(self.dtype)
-        multiples = self.conv_feature_multiples or (1,) * len(self.conv_features)
-        if len(multiples) != len(self.conv_features):
-            raise ValueError(
-                f"conv_feature_multiples {tuple(multiples)} needs one entry per conv of {tuple(self.conv_features)}"
-            )
+        for field in ("conv_feature_multiples", "avx512_conv_feature_multiples"):
+            given = getattr(self, field)
+            if given and len(given) != len(self.conv_features):
+                raise ValueError(
+                    f"{field} {tuple(given)} needs one entry per conv of {tuple(self.conv_features)}"
+                )
+        multiples = (
+            self.conv_feature_multiples
+            or tuple(layers.avx512_cpu_multiple(multiple) for multiple in self.avx512_conv_feature_multiples)
+            or (1,) * len(self.conv_features)
+        )
         for index, (num_filters, multiple) in enumerate(zip(self.conv_features, multiples), start=1):
             x = nn.Conv(
                 num_filters,
@@ -71,7 +80,8 @@ class LeNet5(nn.Module):
 
 
 lenet5 = functools.partial(LeNet5, conv_features=(6, 16), hidden_sizes=(120, 84), conv_padding=0)
-# conv2's 50 filters run faster computed as 64 on CPU (layers.padded_features_conv).
+# conv2's 50 filters run faster computed as 64 on a CPU with AVX-512, slower with AVX2 only
+# (layers.avx512_cpu_multiple).
 lenet5_table = functools.partial(
-    LeNet5, conv_features=(20, 50), hidden_sizes=(500,), conv_padding=2, conv_feature_multiples=(1, 64)
+    LeNet5, conv_features=(20, 50), hidden_sizes=(500,), conv_padding=2, avx512_conv_feature_multiples=(1, 64)
 )

@@ -4,7 +4,8 @@ and library versions.
 Two facts make this worth recording. Bitwise reproducibility (`params_fingerprint` in
 `results.json`) holds for the same device count and XLA flags *on the same processor and jaxlib*:
 XLA:CPU picks kernels by vector ISA, so the default job that ends at 98.40% test accuracy on the
-project's earlier VMs ends at 98.00% on an AMD EPYC with AVX2 only, bit for bit the same on each.
+project's earlier VMs ends at 98.00% on an AMD EPYC with AVX2 only, bit for bit the same on each
+(same network and model settings; 98.20% there since LeNet-5 stopped padding conv2 without AVX-512).
 And CPU speed ratios against PyTorch depend on the processor too: on that AMD VM ViT-B/16's forward
 pass read 0.97x of PyTorch where an earlier VM (the eleventh session noted AVX-512) had read 1.35x,
 with no change to either library. So every trainer writes `describe_machine()` into `results.json`
@@ -54,6 +55,12 @@ def _version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def cpu_has_flag(flag: str) -> bool:
+    """Whether the first processor lists `flag` (e.g. "avx512f") in /proc/cpuinfo; False where
+    there is no /proc/cpuinfo."""
+    return flag in _cpuinfo_fields().get("flags", "").split()
 
 
 def describe_machine(packages=("jax", "jaxlib", "flax", "optax")) -> dict:

@@ -191,3 +191,58 @@ def test_max_pool_propagates_nan_like_torch():
     theirs = _from_torch(torch.nn.functional.max_pool2d(_to_torch(x), 2, 2))
     np.testing.assert_array_equal(ours, theirs)
     assert np.isnan(ours[0, 0, 1, 0]) and not np.isnan(ours[0, 0, 0, 0])
+
+
+def _conv_output_widths(model, images):
+    """Output-feature counts of the convolutions XLA is asked for when `model` is traced."""
+    import jax
+
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), images, train=False))
+    return _conv_widths(jax.make_jaxpr(lambda v: model.apply(v, images, train=False))(variables).jaxpr)
+
+
+def _conv_widths(jaxpr):
+    widths = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "conv_general_dilated":
+            widths.append(eqn.invars[1].aval.shape[-1])
+        for value in eqn.params.values():  # pjit and custom_vjp bodies
+            inner = getattr(value, "jaxpr", None)
+            if inner is not None:
+                widths.extend(_conv_widths(inner if hasattr(inner, "eqns") else inner.jaxpr))
+    return widths
+
+
+@pytest.mark.parametrize(
+    "backend,has_avx512,widths",
+    [("cpu", True, [20, 64]), ("cpu", False, [20, 50]), ("gpu", True, [20, 50])],
+)
+def test_lenet5_table_pads_conv2_only_on_an_avx512_cpu(monkeypatch, backend, has_avx512, widths):
+    from jaxvision import models
+    from jaxvision.training import machine
+
+    monkeypatch.setattr(layers.jax, "default_backend", lambda: backend)
+    monkeypatch.setattr(machine, "cpu_has_flag", lambda flag: has_avx512 and flag == "avx512f")
+    images = jnp.zeros((2, 28, 28, 1), jnp.float32)
+    assert sorted(_conv_output_widths(models.create_model("lenet5_table", num_classes=10), images)) == widths
+
+
+def test_lenet_explicit_multiples_override_the_avx512_ones_and_lengths_are_checked(monkeypatch):
+    from jaxvision.models import lenet
+    from jaxvision.training import machine
+
+    monkeypatch.setattr(machine, "cpu_has_flag", lambda flag: False)
+    images = jnp.zeros((2, 28, 28, 1), jnp.float32)
+    explicit = lenet.lenet5_table(num_classes=10, conv_feature_multiples=(32, 1))
+    assert sorted(_conv_output_widths(explicit, images)) == [32, 50]
+    with pytest.raises(ValueError, match="avx512_conv_feature_multiples .* one entry per conv"):
+        _conv_output_widths(lenet.lenet5_table(num_classes=10, avx512_conv_feature_multiples=(64,)), images)
+
+
+def test_cpu_has_flag_reads_the_first_processor(monkeypatch):
+    from jaxvision.training import machine
+
+    monkeypatch.setattr(machine, "_cpuinfo_fields", lambda: {"flags": "fpu avx2 avx512f"})
+    assert machine.cpu_has_flag("avx512f") and not machine.cpu_has_flag("avx512")
+    monkeypatch.setattr(machine, "_cpuinfo_fields", lambda: {})
+    assert not machine.cpu_has_flag("avx2")
