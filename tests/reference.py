@@ -484,3 +484,24 @@ def auc_by_pairs(labels, scores, pos_label=1):
     neg = [s for label, s in zip(labels, scores) if label != pos_label]
     wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
     return wins / (len(pos) * len(neg))
+
+
+def conv2d_gradients(x, w, cotangent, padding):
+    """Gradients of `sum(cotangent * y)` for the stride-1 NHWC/HWIO cross-correlation
+    `y[b, i, j, o] = sum_{u, v, c} x_padded[b, i + u, j + v, c] w[u, v, c, o]`, in float64 with one
+    shifted product per kernel tap. padding ((top, bottom), (left, right)). Returns (dx, dw)."""
+    (top, bottom), (left, right) = padding
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    g = np.asarray(cotangent, np.float64)
+    padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    out_h, out_w = g.shape[1:3]
+    padded_grad = np.zeros_like(padded)
+    w_grad = np.zeros_like(w)
+    for u in range(w.shape[0]):
+        for v in range(w.shape[1]):
+            window = padded[:, u:u + out_h, v:v + out_w, :]
+            w_grad[u, v] = np.einsum("bijc,bijo->co", window, g)
+            padded_grad[:, u:u + out_h, v:v + out_w, :] += np.einsum("bijo,co->bijc", g, w[u, v])
+    x_grad = padded_grad[:, top:top + x.shape[1], left:left + x.shape[2], :]
+    return x_grad, w_grad

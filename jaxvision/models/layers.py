@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxvision.training import machine
 
 
 def _pads(size: int, window: int, stride: int, padding: int, ceil_mode: bool) -> tuple[int, int]:
@@ -319,23 +318,6 @@ def matmul_conv(
     )
 
 
-def avx512_cpu_multiple(multiple: int) -> int:
-    """`multiple` where XLA runs on a CPU with AVX-512, else 1: for `padded_features_conv` choices
-    that were measured to pay only there. Call it when tracing (it asks JAX for its backend, which
-    must not happen at import, before `jaxvision.training.cpu_devices` has set XLA's flags).
-
-    Why the processor matters: LeNet-5's conv2 computed as 64 outputs instead of 50 made its train
-    step faster on the project's earlier VMs (85.0 vs 90.5 ms per step, batch 128; their processor
-    was not recorded then, but the one noted later had AVX-512) and slower on an AMD EPYC (Zen 3)
-    with AVX2 only (1,629 vs 1,771 img/s, 2 devices, 21 interleaved repetitions; 5 of 5 runs agreed).
-    AVX-512 is the likeliest difference (YNNPACK's kernels tile outputs by vector width), so it is
-    the switch; on a GPU or TPU the padding is plain waste.
-    """
-    if jax.default_backend() != "cpu":
-        return 1
-    return multiple if machine.cpu_has_flag("avx512f") else 1
-
-
 def padded_features_conv(multiple: int):
     """A `conv_general_dilated` for `nn.Conv` that computes `ceil(M / multiple) * multiple` output
     features (zero kernel columns) and returns the first M: the plain convolution's values (up to float
@@ -347,7 +329,7 @@ def padded_features_conv(multiple: int):
     took 71 ms forward+backward with 50 outputs, 65 ms with 56, 58 ms with 64 (weight gradient
     31 -> 22 ms) and 67 ms with 80, although 64 is 28% more arithmetic. Not a general rule: 20 -> 32
     outputs made LeNet's conv1 slower (16.5 -> 23.2 ms), and on an AVX2-only AMD EPYC 64 outputs
-    made conv2 slower too (`avx512_cpu_multiple`), so models opt in per layer, where measured.
+    made conv2 slower too (`lenet.cpu_tuned_conv`), so models opt in per layer, where measured.
     `multiple=1` is `lax.conv_general_dilated` itself.
     """
     if multiple == 1:

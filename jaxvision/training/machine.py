@@ -5,7 +5,7 @@ Two facts make this worth recording. Bitwise reproducibility (`params_fingerprin
 `results.json`) holds for the same device count and XLA flags *on the same processor and jaxlib*:
 XLA:CPU picks kernels by vector ISA, so the default job that ends at 98.40% test accuracy on the
 project's earlier VMs ends at 98.00% on an AMD EPYC with AVX2 only, bit for bit the same on each
-(same network and model settings; 98.20% there since LeNet-5 stopped padding conv2 without AVX-512).
+(same network and model settings; 98.30% there since LeNet-5's conv2 takes processor-tuned kernels).
 And CPU speed ratios against PyTorch depend on the processor too: on that AMD VM ViT-B/16's forward
 pass read 0.97x of PyTorch where an earlier VM (the eleventh session noted AVX-512) had read 1.35x,
 with no change to either library. So every trainer writes `describe_machine()` into `results.json`

@@ -213,30 +213,51 @@ def _conv_widths(jaxpr):
     return widths
 
 
+def _has_conv_with_custom_gradient(jaxpr):
+    """Whether a convolution in `jaxpr` sits inside a custom_vjp (the spectral backward's)."""
+    for eqn in jaxpr.eqns:
+        for value in eqn.params.values():
+            inner = getattr(value, "jaxpr", None)
+            if inner is None:
+                continue
+            inner = inner if hasattr(inner, "eqns") else inner.jaxpr
+            if eqn.primitive.name == "custom_vjp_call" and _conv_widths(inner):
+                return True
+            if _has_conv_with_custom_gradient(inner):
+                return True
+    return False
+
+
 @pytest.mark.parametrize(
-    "backend,has_avx512,widths",
-    [("cpu", True, [20, 64]), ("cpu", False, [20, 50]), ("gpu", True, [20, 50])],
+    "backend,has_avx512,widths,spectral",
+    [("cpu", True, [20, 64], False), ("cpu", False, [20, 50], True), ("gpu", True, [20, 50], False)],
 )
-def test_lenet5_table_pads_conv2_only_on_an_avx512_cpu(monkeypatch, backend, has_avx512, widths):
+def test_lenet5_table_conv2_kernels_follow_backend_and_processor(monkeypatch, backend, has_avx512, widths, spectral):
+    import jax
+
     from jaxvision import models
     from jaxvision.training import machine
 
-    monkeypatch.setattr(layers.jax, "default_backend", lambda: backend)
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
     monkeypatch.setattr(machine, "cpu_has_flag", lambda flag: has_avx512 and flag == "avx512f")
+    model = models.create_model("lenet5_table", num_classes=10)
     images = jnp.zeros((2, 28, 28, 1), jnp.float32)
-    assert sorted(_conv_output_widths(models.create_model("lenet5_table", num_classes=10), images)) == widths
+    assert sorted(_conv_output_widths(model, images)) == widths
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), images, train=False))
+    jaxpr = jax.make_jaxpr(lambda v: model.apply(v, images, train=False))(variables).jaxpr
+    assert _has_conv_with_custom_gradient(jaxpr) == spectral
 
 
-def test_lenet_explicit_multiples_override_the_avx512_ones_and_lengths_are_checked(monkeypatch):
+def test_lenet_explicit_multiples_override_the_tuned_choice_and_lengths_are_checked(monkeypatch):
     from jaxvision.models import lenet
     from jaxvision.training import machine
 
     monkeypatch.setattr(machine, "cpu_has_flag", lambda flag: False)
     images = jnp.zeros((2, 28, 28, 1), jnp.float32)
-    explicit = lenet.lenet5_table(num_classes=10, conv_feature_multiples=(32, 1))
-    assert sorted(_conv_output_widths(explicit, images)) == [32, 50]
-    with pytest.raises(ValueError, match="avx512_conv_feature_multiples .* one entry per conv"):
-        _conv_output_widths(lenet.lenet5_table(num_classes=10, avx512_conv_feature_multiples=(64,)), images)
+    explicit = lenet.lenet5_table(num_classes=10, conv_feature_multiples=(32, 64))
+    assert sorted(_conv_output_widths(explicit, images)) == [32, 64]
+    with pytest.raises(ValueError, match="cpu_tuned_convs .* one entry per conv"):
+        _conv_output_widths(lenet.lenet5_table(num_classes=10, cpu_tuned_convs=(True,)), images)
 
 
 def test_cpu_has_flag_reads_the_first_processor(monkeypatch):
