@@ -17,7 +17,6 @@ import jax.numpy as jnp
 from jax import lax
 
 
-
 def _pads(size: int, window: int, stride: int, padding: int, ceil_mode: bool) -> tuple[int, int]:
     """(low, high) padding of one spatial axis, reproducing PyTorch's `ceil_mode` output size."""
     span = size + 2 * padding - window

@@ -18,8 +18,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxvision.models import layers, spectral_conv
-from jaxvision.training import machine
 from jaxvision.models.initializers import get_kernel_init
+from jaxvision.training import machine
 
 
 class LeNet5(nn.Module):

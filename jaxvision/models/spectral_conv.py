@@ -34,7 +34,6 @@ from jax import lax
 
 # flax's nn.Conv passes NHWC inputs, HWIO kernels and NHWC outputs.
 _NHWC_HWIO = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
-_NHWC = ("NHWC", "HWIO", "NHWC")
 
 
 def spectral_backward_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -70,7 +69,8 @@ def spectral_backward_conv(lhs, rhs, window_strides, padding, lhs_dilation=None,
 # `geometry` is static: (((top, bottom), (left, right)), (H, W), (kh, kw)).
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv(lhs, rhs, geometry, precision):
-    return lax.conv_general_dilated(lhs, rhs, (1, 1), geometry[0], dimension_numbers=_NHWC, precision=precision)
+    return lax.conv_general_dilated(lhs, rhs, (1, 1), geometry[0], dimension_numbers=_NHWC_HWIO,
+                                    precision=precision)
 
 
 def _conv_forward(lhs, rhs, geometry, precision):

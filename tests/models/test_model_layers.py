@@ -193,39 +193,28 @@ def test_max_pool_propagates_nan_like_torch():
     assert np.isnan(ours[0, 0, 1, 0]) and not np.isnan(ours[0, 0, 0, 0])
 
 
-def _conv_output_widths(model, images):
-    """Output-feature counts of the convolutions XLA is asked for when `model` is traced."""
+def _traced_convs(model, images):
+    """(output features, inside a custom_vjp?) of each convolution XLA is asked for when `model` is
+    traced (a custom_vjp around a convolution: the spectral backward's)."""
     import jax
 
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), images, train=False))
-    return _conv_widths(jax.make_jaxpr(lambda v: model.apply(v, images, train=False))(variables).jaxpr)
+    return list(_convs_in(jax.make_jaxpr(lambda v: model.apply(v, images, train=False))(variables).jaxpr))
 
 
-def _conv_widths(jaxpr):
-    widths = []
+def _convs_in(jaxpr, inside_custom_vjp=False):
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == "conv_general_dilated":
-            widths.append(eqn.invars[1].aval.shape[-1])
+            yield eqn.invars[1].aval.shape[-1], inside_custom_vjp
         for value in eqn.params.values():  # pjit and custom_vjp bodies
             inner = getattr(value, "jaxpr", None)
             if inner is not None:
-                widths.extend(_conv_widths(inner if hasattr(inner, "eqns") else inner.jaxpr))
-    return widths
+                yield from _convs_in(inner if hasattr(inner, "eqns") else inner.jaxpr,
+                                     inside_custom_vjp or eqn.primitive.name == "custom_vjp_call")
 
 
-def _has_conv_with_custom_gradient(jaxpr):
-    """Whether a convolution in `jaxpr` sits inside a custom_vjp (the spectral backward's)."""
-    for eqn in jaxpr.eqns:
-        for value in eqn.params.values():
-            inner = getattr(value, "jaxpr", None)
-            if inner is None:
-                continue
-            inner = inner if hasattr(inner, "eqns") else inner.jaxpr
-            if eqn.primitive.name == "custom_vjp_call" and _conv_widths(inner):
-                return True
-            if _has_conv_with_custom_gradient(inner):
-                return True
-    return False
+def _conv_output_widths(model, images):
+    return sorted(width for width, _ in _traced_convs(model, images))
 
 
 @pytest.mark.parametrize(
@@ -242,10 +231,9 @@ def test_lenet5_table_conv2_kernels_follow_backend_and_processor(monkeypatch, ba
     monkeypatch.setattr(machine, "cpu_has_flag", lambda flag: has_avx512 and flag == "avx512f")
     model = models.create_model("lenet5_table", num_classes=10)
     images = jnp.zeros((2, 28, 28, 1), jnp.float32)
-    assert sorted(_conv_output_widths(model, images)) == widths
-    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), images, train=False))
-    jaxpr = jax.make_jaxpr(lambda v: model.apply(v, images, train=False))(variables).jaxpr
-    assert _has_conv_with_custom_gradient(jaxpr) == spectral
+    convs = _traced_convs(model, images)
+    assert sorted(width for width, _ in convs) == widths
+    assert any(inside_custom_vjp for _, inside_custom_vjp in convs) == spectral
 
 
 def test_lenet_explicit_multiples_override_the_tuned_choice_and_lengths_are_checked(monkeypatch):
@@ -255,7 +243,7 @@ def test_lenet_explicit_multiples_override_the_tuned_choice_and_lengths_are_chec
     monkeypatch.setattr(machine, "cpu_has_flag", lambda flag: False)
     images = jnp.zeros((2, 28, 28, 1), jnp.float32)
     explicit = lenet.lenet5_table(num_classes=10, conv_feature_multiples=(32, 64))
-    assert sorted(_conv_output_widths(explicit, images)) == [32, 64]
+    assert _conv_output_widths(explicit, images) == [32, 64]
     with pytest.raises(ValueError, match="cpu_tuned_convs .* one entry per conv"):
         _conv_output_widths(lenet.lenet5_table(num_classes=10, cpu_tuned_convs=(True,)), images)
 
