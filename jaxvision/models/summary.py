@@ -13,8 +13,7 @@ Counting rules (those of the course, of torchvision's and fvcore's FLOP counters
 - `num_weights` counts kernel entries only (no biases or norm parameters): the course's "params"
   column. `num_params` counts everything the layer owns. Totals use the whole parameter tree, so
   parameters owned by no recorded layer (ViT's class token and position embedding) are included.
-- A layer called more than once with the same parameters is one row, from its first call: ViT's
-  class-token pass through its last block is an economy of the implementation, not of the network.
+- ViT is tabulated as published, without its class-token pass (`class_token_pass=False`).
 """
 
 import dataclasses
@@ -177,18 +176,17 @@ def summary(model: nn.Module, input_shape: Sequence[int], *, train: bool = False
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (H, W, C), got {tuple(input_shape)}")
     calls = []
-    recorded_paths = set()
 
     def interceptor(next_fun, args, kwargs, context):
         output = next_fun(*args, **kwargs)
-        # A layer called again with the same parameters (ViT's class-token pass through its last
-        # block) is counted once, at its first call: the table is the published network's cost.
-        if (context.method_name == "__call__" and isinstance(context.module, _RECORDED)
-                and context.module.path not in recorded_paths):
-            recorded_paths.add(context.module.path)
+        if context.method_name == "__call__" and isinstance(context.module, _RECORDED):
             calls.append((context.module, context.module.path, args, _first_array(output)))
         return output
 
+    if getattr(model, "class_token_pass", False):
+        # ViT's class-token pass is an economy of the implementation, not part of the network:
+        # tabulate the published computation (the last block and encoder_ln on every token).
+        model = model.clone(class_token_pass=False)
     images = jnp.zeros((1, *input_shape), jnp.float32)
     rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
     with nn.intercept_methods(interceptor):

@@ -288,7 +288,8 @@ class VisionTransformer(nn.Module):
         # The logits read only the class token. With `class_token_pass` the last block also gives
         # that token's row computed from its own query; where the full output goes unused (a train
         # step's loss) XLA drops the last block's work on the patch tokens as dead code.
-        x = class_token_x[0] if self.class_token_pass else x[:, :1]  # [N, 1, D]
+        if self.class_token_pass:
+            x = class_token_x[0]  # [N, 1, D]
         x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="encoder_ln")(x)
         x = features["pre_logits"] = x[:, 0]
         if self.attention_implementation == "explicit":
