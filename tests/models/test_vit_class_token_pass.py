@@ -3,6 +3,7 @@ of the last block for the class token alone. It must give the full pass's logits
 leaf, leave `features` as they were, and really remove work from a step that reads only the logits
 (counted by XLA's own cost analysis of the compiled gradient)."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -145,3 +146,20 @@ def test_summary_tabulates_the_published_network():
     names = [row.name for row in table.rows]
     assert len(names) == len(set(names))
     assert next(row for row in table.rows if row.name == "encoder_ln").output_shape == (TOKENS, SMALL["hidden_dim"])
+
+
+def test_bf16_dropout_scales_each_kept_value_with_one_rounding():
+    class Drop(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return vit._apply_mask(x, vit.dropout_mask(0.1, False, x.shape, name="drop"))
+
+    x = jnp.linspace(0.5, 4.0, 4096, dtype=jnp.float32).astype(jnp.bfloat16)
+    dropped = Drop().apply({}, x, rngs={"dropout": jax.random.key(0)})
+    assert dropped.dtype == jnp.bfloat16
+    kept = dropped != 0
+    assert 0.85 < float(kept.mean()) < 0.95
+    # Exactly x / 0.9 computed in float32 and rounded once to bf16 (a bf16 copy of 1 / 0.9 would
+    # be off by one bf16 step on many entries).
+    expected = (x.astype(jnp.float32) * (1 / 0.9)).astype(jnp.bfloat16)
+    np.testing.assert_array_equal(np.asarray(dropped[kept], np.float32), np.asarray(expected[kept], np.float32))
