@@ -131,20 +131,19 @@ class MultiHeadSelfAttention(nn.Module):
         qkv = _dense(3 * dim, dtype=self.dtype, name="in_proj")(x)  # [N, T, 3D]
         out_proj = _dense(dim, dtype=self.dtype, name="out_proj")
         qkv = qkv.reshape((batch, tokens, 3, self.num_heads, head_dim))  # [N, T, 3, H, Dh]
-        weights = None
+        # One explicit transpose to heads-major [3, N, H, T, Dh], so both attention matmuls are
+        # plain batched matmuls over (N, H): on CPU the token-major einsums made XLA transpose
+        # inside each of them (attention forward 80 -> 51 ms, ViT-B/16 block at batch 8). The
+        # fused forms read `qkv` instead; XLA drops the transpose where nothing else reads it.
+        heads_major = qkv.transpose((2, 0, 3, 1, 4))
+        weights = mask = None
         if self.implementation != "explicit":
             out = jax.nn.dot_product_attention(
                 qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], scale=1.0 / head_dim**0.5,
                 implementation=self.implementation,
             )  # [N, T, H, Dh]
             out = out_proj(out.reshape((batch, tokens, dim)))
-            heads_major = qkv.transpose((2, 0, 3, 1, 4)) if class_token else None
-            mask = None
         else:
-            # One explicit transpose to heads-major [3, N, H, T, Dh], so both attention matmuls are
-            # plain batched matmuls over (N, H): on CPU the token-major einsums made XLA transpose
-            # inside each of them (attention forward 80 -> 51 ms, ViT-B/16 block at batch 8).
-            heads_major = qkv.transpose((2, 0, 3, 1, 4))
             mask = dropout_mask(self.dropout_rate, not train, (batch, self.num_heads, tokens, tokens),
                                 name="attention_dropout")
             out, weights = self._attend(heads_major[0], heads_major[1], heads_major[2], mask)
@@ -199,16 +198,16 @@ class EncoderBlock(nn.Module):
             y = nn.gelu(fc1(ln_2(x)), approximate=False)
             return x + _apply_mask(fc2(_apply_mask(y, masks[1])), masks[2])
 
-        attention = MultiHeadSelfAttention(
+        attended, weights, *class_attended = MultiHeadSelfAttention(
             self.num_heads, self.attention_dropout_rate, dtype=self.dtype,
             implementation=self.attention_implementation, name="self_attention",
         )(ln_1(x), train=train, class_token=class_token)
-        out = mlp_residual(x + _apply_mask(attention[0], masks[0]), masks)
+        out = mlp_residual(x + _apply_mask(attended, masks[0]), masks)
         if not class_token:
-            return out, attention[1]
+            return out, weights
         class_masks = [None if mask is None else mask[:, :1] for mask in masks]
-        class_x = x[:, :1] + _apply_mask(attention[2], class_masks[0])
-        return out, attention[1], mlp_residual(class_x, class_masks)
+        class_x = x[:, :1] + _apply_mask(class_attended[0], class_masks[0])
+        return out, weights, mlp_residual(class_x, class_masks)
 
 
 class VisionTransformer(nn.Module):
